@@ -1,0 +1,35 @@
+# Common tasks. `make serve` and `make test` are the two commands a fresh machine needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODELS_ROOT ?= models
+PAIR ?= en-fr
+
+.PHONY: install serve test lint typecheck proto train export pipeline bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[train,dev,client,bench]'
+	touch $@
+
+install: $(VENV)/.installed ## create the virtual environment with every extra
+
+serve: install ## serve every model under $(MODELS_ROOT) over gRPC (port 50051, metrics on 9400)
+	MT_MODELS_ROOT=$(MODELS_ROOT) $(PY) -m service
+
+test: install ## the whole test suite (what CI runs)
+	$(PY) -m pytest -q
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: install
+	$(PY) -m mypy
+
+train: install ## train a model from a config: make train CONFIG=model/configs/multi30k_en_fr.yaml
+	$(PY) -m model train --config $(CONFIG)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
