@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import ctranslate2
 import numpy as np
 import torch
 from ctranslate2.converters.converter import Converter
