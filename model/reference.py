@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from model.model import KeyValue, Transformer, padding_mask
-from service.search import SearchResult, beam_search, greedy_search
+from service.search import IncrementalDecoder, SearchResult, beam_search, greedy_search
 
 
 class TorchIncrementalDecoder:
@@ -46,6 +48,7 @@ def translate_ids(
     max_length_a: float = 1.5,
     max_length_b: int = 10,
     return_attention: bool = False,
+    decoder_factory: Callable[[Transformer, torch.Tensor], IncrementalDecoder] = TorchIncrementalDecoder,
 ) -> list[list[SearchResult]]:
     """Translate token-id sequences (each already ending in eos); n-best hypotheses per source, best first."""
     model.eval()
@@ -56,8 +59,8 @@ def translate_ids(
     max_lengths = np.array([int(max_length_a * len(s) + max_length_b) for s in sources])
     max_lengths = np.minimum(max_lengths, model.cfg.max_positions)
     if beam_size == 1:
-        decoder = TorchIncrementalDecoder(model, src)
+        decoder = decoder_factory(model, src)
         results = greedy_search(decoder, max_lengths, bos_id, eos_id, length_penalty, return_attention)
         return [[r] for r in results]
-    decoder = TorchIncrementalDecoder(model, src.repeat_interleave(beam_size, dim=0))
+    decoder = decoder_factory(model, src.repeat_interleave(beam_size, dim=0))
     return beam_search(decoder, max_lengths, bos_id, eos_id, beam_size, n_best, length_penalty, return_attention)

@@ -1,0 +1,204 @@
+"""Offline engine benchmark: sentences/s and target tokens/s of our onnxruntime engine against the PyTorch
+reference (with and without the key/value cache) and CTranslate2, all on the same weights.
+
+    python -m bench.engine_bench --model-dir models/en-fr --checkpoint runs/en-fr/best.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from service.engine import Engine
+from tqdm import tqdm
+
+from bench.machine import describe_machine, source_sentences
+from bench.nocache import RecomputingTorchDecoder
+from model.checkpoint import load_checkpoint, model_from_checkpoint
+from model.reference import TorchIncrementalDecoder, translate_ids
+from model.tokenizer import BOS_ID, EOS_ID, load_tokenizer
+from service.types import DecodeOptions
+
+MAX_LENGTH_A, MAX_LENGTH_B = 1.5, 10
+SEARCHES = {"greedy": 1, "beam 4": 4}
+TranslateBatch = Callable[[list[str]], int]  # translates a batch, returns the number of target tokens
+
+
+@dataclass
+class Measurement:
+    """Throughput of one engine setting at one batch size."""
+
+    engine: str
+    setting: str
+    search: str
+    batch_size: int
+    sentences_per_s: float
+    target_tokens_per_s: float
+
+
+def measure(translate: TranslateBatch, sentences: Sequence[str], batch_size: int) -> tuple[float, float]:
+    """Sentences/s and target tokens/s over all `sentences`, in batches, after one warm-up batch."""
+    translate(list(sentences[:batch_size]))
+    tokens, start = 0, time.perf_counter()
+    for i in range(0, len(sentences), batch_size):
+        tokens += translate(list(sentences[i : i + batch_size]))
+    elapsed = time.perf_counter() - start
+    return len(sentences) / elapsed, tokens / elapsed
+
+
+def onnxruntime_engines(model_dir: Path, variants: Sequence[str]) -> dict[str, Callable[[int], TranslateBatch]]:
+    """Our engine, one entry per model variant (fp32, int8)."""
+    engines = {}
+    for variant in variants:
+        engine = Engine.load(model_dir, variant=variant)
+
+        def make(beam: int, engine: Engine = engine) -> TranslateBatch:
+            options = DecodeOptions(beam_size=beam)
+            return lambda texts: sum(len(t.best.token_ids) for t in engine.translate(texts, options))
+
+        engines[variant] = make
+    return engines
+
+
+def torch_engines(checkpoint: Path) -> dict[str, Callable[[int], TranslateBatch]]:
+    """The PyTorch reference decoder, with the key/value cache and recomputing the whole prefix."""
+    state = load_checkpoint(checkpoint)
+    model, tokenizer = model_from_checkpoint(state), load_tokenizer(state["tokenizer_model"])
+
+    def make(factory: type) -> Callable[[int], TranslateBatch]:
+        def with_beam(beam: int) -> TranslateBatch:
+            def translate(texts: list[str]) -> int:
+                ids = [tokenizer.encode(t) + [EOS_ID] for t in texts]
+                results = translate_ids(model, ids, BOS_ID, EOS_ID, beam_size=beam, decoder_factory=factory)
+                return sum(len(r[0].token_ids) for r in results)
+
+            return translate
+
+        return with_beam
+
+    return {"cache": make(TorchIncrementalDecoder), "no cache": make(RecomputingTorchDecoder)}
+
+
+def ctranslate2_engines(checkpoint: Path, workdir: Path) -> dict[str, Callable[[int], TranslateBatch]]:
+    """CTranslate2 on the converted checkpoint, at each compute type and thread count worth trying."""
+    import ctranslate2
+
+    from bench.ct2_convert import convert_to_ctranslate2
+
+    state = load_checkpoint(checkpoint)
+    tokenizer = load_tokenizer(state["tokenizer_model"])
+    vocabulary = [tokenizer.id_to_piece(i) for i in range(tokenizer.get_piece_size())]
+    model_dir = convert_to_ctranslate2(model_from_checkpoint(state), vocabulary, workdir / "ctranslate2")
+    engines = {}
+    for compute_type in ("int8", "float32"):
+        for threads in (1, 2):
+            translator = ctranslate2.Translator(str(model_dir), compute_type=compute_type, intra_threads=threads)
+
+            def make(beam: int, translator: ctranslate2.Translator = translator) -> TranslateBatch:
+                def translate(texts: list[str]) -> int:
+                    pieces = [tokenizer.encode(t, out_type=str) + ["</s>"] for t in texts]
+                    limit = int(MAX_LENGTH_A * max(map(len, pieces)) + MAX_LENGTH_B)  # the engine's own cap
+                    results = translator.translate_batch(pieces, beam_size=beam, max_decoding_length=limit)
+                    return sum(len(r.hypotheses[0]) for r in results)
+
+                return translate
+
+            engines[f"{compute_type}, {threads} thread{'s' if threads > 1 else ''}"] = make
+    return engines
+
+
+def run(
+    families: dict[str, dict[str, Callable[[int], TranslateBatch]]],
+    sentences: Sequence[str],
+    batch_sizes: Sequence[int],
+) -> list[Measurement]:
+    """Every engine setting x search x batch size, with a progress bar."""
+    plan = [
+        (family, setting, search, batch)
+        for family, settings in families.items()
+        for setting in settings
+        for search in SEARCHES
+        for batch in batch_sizes
+        if not (setting == "no cache" and search != "greedy")
+    ]
+    rows = []
+    with tqdm(plan, desc="benchmark", unit="setting") as progress:
+        for family, setting, search, batch in progress:
+            progress.set_postfix_str(f"{family} {setting} {search} batch {batch}")
+            translate = families[family][setting](SEARCHES[search])
+            rows.append(Measurement(family, setting, search, batch, *measure(translate, sentences, batch)))
+    return rows
+
+
+def markdown_table(rows: Sequence[Measurement]) -> str:
+    lines = [
+        "| engine | setting | search | batch | sentences/s | target tokens/s |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.engine} | {r.setting} | {r.search} | {r.batch_size} | {r.sentences_per_s:.1f} "
+            f"| {r.target_tokens_per_s:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[Measurement], path: Path) -> None:
+    """Sentences/s against batch size, one line per engine setting, one panel per search."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(SEARCHES), figsize=(12, 4.5), sharey=True)
+    for ax, search in zip(axes, SEARCHES, strict=True):
+        for name in dict.fromkeys((r.engine, r.setting) for r in rows if r.search == search):
+            points = [r for r in rows if (r.engine, r.setting) == name and r.search == search]
+            ax.plot(
+                [p.batch_size for p in points], [p.sentences_per_s for p in points], marker="o", label=" ".join(name)
+            )
+        ax.set(title=search, xlabel="batch size (sentences)", xscale="log", yscale="log")
+        ax.set_xticks([r.batch_size for r in rows], [str(r.batch_size) for r in rows])
+    axes[0].set_ylabel("sentences / s")
+    axes[-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path, default=Path("models/en-fr"))
+    parser.add_argument("--checkpoint", type=Path, help="the checkpoint the model directory was exported from")
+    parser.add_argument("--sentences", type=int, default=256, help="source sentences per measurement")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--variants", nargs="+", default=["fp32", "int8"])
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--output", type=Path, default=Path("results/engine"))
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sentences = source_sentences(args.model_dir, args.sentences)
+    families = {"onnxruntime": onnxruntime_engines(args.model_dir, args.variants)}
+    if args.checkpoint:
+        families["pytorch"] = torch_engines(args.checkpoint)
+        families["ctranslate2"] = ctranslate2_engines(args.checkpoint, args.output)
+    rows = run(families, sentences, args.batch_sizes)
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    machine = describe_machine()
+    report = {"machine": machine, "sentences": len(sentences), "rows": [asdict(r) for r in rows]}
+    (args.output / "engine_bench.json").write_text(json.dumps(report, indent=2))
+    table = f"{machine['summary']}, {len(sentences)} sentences per measurement\n\n{markdown_table(rows)}\n"
+    (args.output / "engine_bench.md").write_text(table)
+    plot(rows, args.output / "engine_bench.png")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

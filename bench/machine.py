@@ -1,0 +1,52 @@
+"""What a benchmark ran on, and the sentences it translates."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+CORPUS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multi30k"
+SPLIT = "test_2016_flickr"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def describe_machine() -> dict[str, str]:
+    """CPU, core count and library versions, with a one-line summary for report headers."""
+    info = {
+        "cpu": _cpu_model(),
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        **{p: _version(p) for p in ("onnxruntime", "torch", "ctranslate2", "grpcio")},
+    }
+    info["summary"] = f"{info['cpu']}, {info['cores']} cores, onnxruntime {info['onnxruntime']}"
+    return info
+
+
+def source_sentences(model_dir: Path, count: int, corpus_dir: Path = CORPUS_DIR) -> list[str]:
+    """The first `count` Multi30k test sentences in the model's source language."""
+    language = json.loads((model_dir / "manifest.json").read_text())["source_language"]
+    path = corpus_dir / f"{SPLIT}.{language}.gz"
+    if not path.is_file():
+        raise SystemExit(f"benchmark sentences not found: {path} (the Multi30k corpus is expected beside the project)")
+    with gzip.open(path, "rt", encoding="utf-8") as lines:
+        return [line.strip() for _, line in zip(range(count), lines, strict=False)]
