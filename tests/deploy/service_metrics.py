@@ -1,5 +1,5 @@
-"""The metrics the translation service exports: the one list the dashboard and
-the alert rules are checked against (and, later, the live /metrics page)."""
+"""The metrics the translation service exports: the one list the dashboard, the
+alert rules and a live /metrics page are checked against."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import yaml
 from tests.deploy.paths import DASHBOARDS, GRAFANA_DASHBOARD_PROVIDER, GRAFANA_DATASOURCE
 from tests.deploy.promql import dashboard_promql, iter_panels, metric_names
 
-# Metrics the dashboard must show (issue: traffic, latency, queue, batching, tokens, load, models).
+# Metrics the dashboard must show: traffic, latency, queue, batching, tokens, load, models.
 SHOWN_METRICS = {
     "mt_requests_total",
     "mt_request_duration_seconds_bucket",
