@@ -1,0 +1,51 @@
+"""The metrics the translation service exports: the one list the dashboard, the
+alert rules and a live /metrics page are checked against."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Metric(NamedTuple):
+    type: str  # counter, gauge or histogram
+    labels: frozenset[str]
+
+
+def _m(type_: str, *labels: str) -> Metric:
+    return Metric(type_, frozenset(labels))
+
+
+SERVICE_METRICS: dict[str, Metric] = {
+    "mt_request_duration_seconds": _m("histogram", "method", "model", "code"),
+    "mt_requests_total": _m("counter", "method", "model", "code"),
+    "mt_queue_wait_seconds": _m("histogram", "model"),
+    "mt_batch_inference_seconds": _m("histogram", "model"),
+    "mt_batch_size_sentences": _m("histogram", "model"),
+    "mt_batch_size_tokens": _m("histogram", "model"),
+    "mt_input_tokens_total": _m("counter", "model"),
+    "mt_output_tokens_total": _m("counter", "model"),
+    "mt_sentences_total": _m("counter", "model"),
+    "mt_inflight_requests": _m("gauge", "method"),
+    "mt_queue_depth": _m("gauge", "model"),
+    "mt_queue_capacity": _m("gauge", "model"),
+    "mt_model_info": _m("gauge", "model", "version", "provider", "source_language", "target_language"),
+}
+
+# gRPC methods that appear in the "method" label.
+METHODS = frozenset({"Translate", "TranslateStream", "ListModels"})
+
+# Series Prometheus makes itself, which rules and panels may use too.
+PROMETHEUS_METRICS = frozenset({"up"})
+
+_HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def is_known_series(name: str) -> bool:
+    """True for a service metric, a histogram's _bucket/_sum/_count series, or a Prometheus series."""
+    if name in SERVICE_METRICS or name in PROMETHEUS_METRICS:
+        return True
+    for suffix in _HISTOGRAM_SUFFIXES:
+        base = name.removesuffix(suffix)
+        if base != name and SERVICE_METRICS.get(base, _m("")).type == "histogram":
+            return True
+    return False
