@@ -12,20 +12,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _files(root: Path) -> set[str]:
-    return {
-        str(p.relative_to(root))
-        for p in root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
-    }
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
 
 
 def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHON": sys.executable}
-    subprocess.run(["bash", str(ROOT / "proto" / "generate.sh"), str(tmp_path)], check=True, env=env, timeout=60)
+    script = ROOT / "proto" / "generate.sh"
+    subprocess.run(["bash", str(script), str(tmp_path)], check=True, env=env, timeout=60)
     committed = ROOT / "service" / "api"
     assert _files(tmp_path) == _files(committed)
     for name in _files(tmp_path):
-        assert filecmp.cmp(tmp_path / name, committed / name, shallow=False), f"{name} differs: run `make proto`"
+        same = filecmp.cmp(tmp_path / name, committed / name, shallow=False)
+        assert same, f"{name} differs: run `make proto`"
 
 
 def test_generated_package_imports() -> None:
