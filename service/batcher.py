@@ -134,7 +134,7 @@ class _Lane:
     def enqueue(self, request: _Request, items: Sequence[Item], seq: itertools.count[int]) -> None:
         self.waiting.extend(_Entry(request, i, item, next(seq)) for i, item in enumerate(items))
         self._update_depth()
-        if self._worker is None:
+        if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
         self._wakeup.set()
 
@@ -152,13 +152,16 @@ class _Lane:
 
     def abort(self, exc: BaseException) -> None:
         """Fails whatever is still waiting or running and stops the worker."""
+        self._fail_waiting(exc)
+        if self._worker is not None:
+            self._worker.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def _fail_waiting(self, exc: BaseException) -> None:
         for entry in self.waiting:
             entry.request.fail(exc)
         self.waiting.clear()
         self._update_depth()
-        if self._worker is not None:
-            self._worker.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _update_depth(self) -> None:
         self.metrics.queue_depth.labels(self.name).set(len(self.waiting))
@@ -169,8 +172,7 @@ class _Lane:
                 await self._execute(batch)
         except Exception as exc:  # a bug here must not strand the waiting requests
             log.exception("batcher of model %s failed", self.name)
-            self.abort(exc)
-        self.executor.shutdown(wait=False)
+            self._fail_waiting(exc)
 
     async def _next_batch(self) -> list[_Entry] | None:
         """Waits until a batch should start (see the module docstring) and takes it off the queue."""
@@ -204,14 +206,15 @@ class _Lane:
         )
         lo = hi = same_key.index(oldest)  # the batch is same_key[lo : hi + 1]; its longest is same_key[hi]
         while hi - lo + 1 < self.limits.max_batch_size:
-            grown = [(lo - 1, hi)] if lo > 0 else []
+            grown = []  # (distance in tokens of the added sentence from the oldest, new lo, new hi)
+            if lo > 0:
+                grown.append((oldest.item.tokens - same_key[lo - 1].item.tokens, lo - 1, hi))
             if hi + 1 < len(same_key):
-                grown.append((lo, hi + 1))
+                grown.append((same_key[hi + 1].item.tokens - oldest.item.tokens, lo, hi + 1))
             fitting = [
-                (abs(same_key[new].item.tokens - oldest.item.tokens), new_lo, new_hi)
-                for new_lo, new_hi in grown
-                for new in [new_lo if new_lo < lo else new_hi]
-                if (new_hi - new_lo + 1) * same_key[new_hi].item.tokens <= self.limits.max_batch_tokens
+                g
+                for g in grown
+                if (g[2] - g[1] + 1) * same_key[g[2]].item.tokens <= self.limits.max_batch_tokens
             ]
             if not fitting:
                 break

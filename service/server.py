@@ -56,7 +56,7 @@ class TranslationServer:
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         for name, backend in self.models.items():
             m = backend.manifest
-            info = (name, str(m.version), backend.provider, m.source_language, m.target_language)
+            info = (name, m.version, backend.provider, m.source_language, m.target_language)
             self.metrics.model_info.labels(*info).set(1)
         settings = self.settings
         self._metrics_http = start_metrics_server(self.metrics, settings.host, settings.metrics_port)

@@ -42,7 +42,7 @@ class TranslationService:
             models=[
                 pb.ModelInfo(
                     name=name,
-                    version=str(backend.manifest.version),
+                    version=backend.manifest.version,
                     source_language=backend.manifest.source_language,
                     target_language=backend.manifest.target_language,
                     provider=backend.provider,
