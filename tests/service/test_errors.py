@@ -115,3 +115,10 @@ def test_cancelled_call_frees_its_queue_slots(start_server: Start) -> None:
     blocked.release()
     assert [t.hypotheses[0].text for t in kept.result().translations] == ["c", "d"]
     assert ["a", "b"] not in blocked.backend.batches
+
+
+def test_oversized_messages_are_refused(start_server: Start) -> None:
+    server = start_server(max_message_bytes=1024)
+    with server.client() as client, pytest.raises(grpc.RpcError) as error:
+        client.translate(["word " * 300])
+    assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
