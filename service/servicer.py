@@ -60,7 +60,9 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
             try:
                 n = 0
                 async for request in request_iterator:
-                    tasks.add(asyncio.create_task(answer(request, f"{call_id}/{n}")))
+                    task = asyncio.create_task(answer(request, f"{call_id}/{n}"))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)  # a long stream keeps only unfinished tasks
                     n += 1
                 await asyncio.gather(*tasks)
             finally:
