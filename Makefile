@@ -28,6 +28,9 @@ lint: install
 typecheck: install
 	$(PY) -m mypy
 
+proto: install ## regenerate service/api from proto/ (committed; tests/service/test_proto.py checks they match)
+	PYTHON=$(PY) proto/generate.sh
+
 train: install ## train a model from a config: make train CONFIG=model/configs/multi30k_en_fr.yaml
 	$(PY) -m model train --config $(CONFIG)
 

@@ -1,0 +1,27 @@
+"""`python -m service`: serve every model under MT_MODELS_ROOT over gRPC until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from service.config import ConfigError, load_settings
+from service.logs import configure_logging
+from service.server import load_backends, serve
+
+
+def main() -> int:
+    """Exit status: 0 after a graceful shutdown, 2 for bad settings or no models."""
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level, settings.log_json)
+        backends = load_backends(settings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(settings, backends))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

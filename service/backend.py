@@ -1,0 +1,70 @@
+"""What the server needs from a translation model, and the set of models it serves by name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol
+
+from service.errors import ModelNotFound
+from service.types import DecodeOptions, Translation
+
+
+class ModelManifest(Protocol):
+    """A model's identity, as its manifest states it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def source_language(self) -> str: ...
+    @property
+    def target_language(self) -> str: ...
+
+
+class TranslationBackend(Protocol):
+    """A loaded model (service.engine.Engine, or a test double). `translate` is called off the event loop."""
+
+    @property
+    def manifest(self) -> ModelManifest: ...
+    @property
+    def provider(self) -> str: ...
+
+    def translate(self, texts: Sequence[str], options: DecodeOptions) -> list[Translation]:
+        """Translates a batch; the results are in input order."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Source subword tokens of `text`, end-of-sentence included."""
+        ...
+
+
+class ModelSet(Mapping[str, TranslationBackend]):
+    """The served models by name; the first one is the default for requests that name none."""
+
+    def __init__(self, backends: Mapping[str, TranslationBackend]) -> None:
+        if not backends:
+            raise ValueError("at least one model is needed")
+        self._backends = dict(backends)
+        self.default = next(iter(self._backends))
+
+    def __getitem__(self, name: str) -> TranslationBackend:
+        return self._backends[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._backends)
+
+    def __len__(self) -> int:
+        return len(self._backends)
+
+    def resolve(self, name: str) -> str:
+        """The served model a request's `model` field means; raises ModelNotFound listing them all."""
+        resolved = name or self.default
+        if resolved not in self._backends:
+            raise ModelNotFound(name, self._backends)
+        return resolved
+
+    def label(self, name: str) -> str:
+        """The metrics label for a requested name: the model's name, or "" for an unknown one."""
+        resolved = name or self.default
+        return resolved if resolved in self._backends else ""

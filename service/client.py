@@ -1,0 +1,192 @@
+"""A Python client of the Translator service, and its command line (`python -m service.client`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from service.api.translation.v1 import translation_pb2 as pb
+from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
+
+DEFAULT_ADDRESS = "localhost:50051"
+
+
+class TranslatorClient:
+    """A blocking client; `token` is sent as `authorization: Bearer`, `tls_ca` (PEM file) turns on TLS."""
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        token: str | None = None,
+        tls_ca: str | Path | None = None,
+        *,
+        timeout: float | None = 60.0,
+        max_message_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        options = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
+        if tls_ca is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
+            self._channel = grpc.secure_channel(address, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
+        self._stub = pb_grpc.TranslatorStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._timeout = timeout
+
+    def translate(
+        self,
+        texts: Sequence[str],
+        *,
+        model: str = "",
+        beam_size: int = 0,
+        n_best: int = 0,
+        max_length: int = 0,
+        length_penalty: float = 0.0,
+        return_scores: bool = False,
+        return_attention: bool = False,
+        request_id: str | None = None,
+    ) -> pb.TranslateResponse:
+        """Translates `texts` in one request (0 = the server's default for each option)."""
+        request = pb.TranslateRequest(
+            texts=texts,
+            model=model,
+            beam_size=beam_size,
+            n_best=n_best,
+            max_length=max_length,
+            length_penalty=length_penalty,
+            return_scores=return_scores,
+            return_attention=return_attention,
+        )
+        metadata = self._metadata + ((("x-request-id", request_id),) if request_id else ())
+        response: pb.TranslateResponse = self._stub.Translate(request, self._timeout, metadata)
+        return response
+
+    def translate_stream(self, requests: Iterable[pb.TranslateRequest]) -> Iterator[pb.TranslateResponse]:
+        """Sends many requests over one call; responses come as they finish, matched by `id`."""
+        responses: Iterator[pb.TranslateResponse] = self._stub.TranslateStream(
+            iter(requests), timeout=self._timeout, metadata=self._metadata
+        )
+        return responses
+
+    def list_models(self) -> list[pb.ModelInfo]:
+        """The models the server holds, the default first."""
+        response: pb.ListModelsResponse = self._stub.ListModels(
+            pb.ListModelsRequest(), timeout=self._timeout, metadata=self._metadata
+        )
+        return list(response.models)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> TranslatorClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def plot_attention(attention: pb.Attention, path: str | Path) -> None:
+    """Draws an attention matrix as a heatmap: source subwords across, target subwords down."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    weights = np.asarray(attention.weights, dtype=np.float32).reshape(attention.rows, attention.cols)
+    fig, ax = plt.subplots(figsize=(1 + 0.5 * attention.cols, 1 + 0.5 * attention.rows))
+    image = ax.imshow(weights, cmap="viridis", aspect="auto", vmin=0.0)
+    ax.set_xticks(range(attention.cols), list(attention.source_tokens), rotation=90)
+    ax.set_yticks(range(attention.rows), list(attention.target_tokens))
+    ax.set_xlabel("source subwords")
+    ax.set_ylabel("target subwords")
+    fig.colorbar(image, ax=ax, label="attention weight")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    it = iter(lines)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m service.client", description="Translate the TEXT arguments, or the lines of stdin."
+    )
+    parser.add_argument("texts", nargs="*", metavar="TEXT")
+    parser.add_argument("--address", default=DEFAULT_ADDRESS, help="host:port of the server")
+    parser.add_argument("--token", help="bearer token, if the server asks for one")
+    parser.add_argument("--tls-ca", type=Path, help="PEM file of the CA that signed the server's certificate")
+    parser.add_argument("--model", default="", help="model name (default: the server's default model)")
+    parser.add_argument("--beam-size", type=int, default=0)
+    parser.add_argument("--n-best", type=int, default=0)
+    parser.add_argument("--max-length", type=int, default=0)
+    parser.add_argument("--length-penalty", type=float, default=0.0)
+    parser.add_argument("--batch-size", type=int, default=32, help="texts per request")
+    parser.add_argument("--scores", action="store_true", help="ask for hypothesis scores")
+    parser.add_argument("--json", action="store_true", help="one JSON object per text instead of plain text")
+    parser.add_argument("--attention", type=Path, metavar="FILE.png", help="draw the first text's attention")
+    parser.add_argument("--list-models", action="store_true", help="list the served models and exit")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; prints translations to stdout, errors to stderr (exit status 1)."""
+    args = _parser().parse_args(argv)
+    lines = args.texts or (line.rstrip("\n") for line in sys.stdin)
+    try:
+        with TranslatorClient(args.address, args.token, args.tls_ca) as client:
+            if args.list_models:
+                for info in client.list_models():
+                    print(json.dumps(MessageToDict(info, preserving_proto_field_name=True)))
+                return 0
+            for i, batch in enumerate(_batches(lines, args.batch_size)):
+                want_attention = args.attention is not None and i == 0
+                response = client.translate(
+                    batch,
+                    model=args.model,
+                    beam_size=args.beam_size,
+                    n_best=args.n_best,
+                    max_length=args.max_length,
+                    length_penalty=args.length_penalty,
+                    return_scores=args.scores,
+                    return_attention=want_attention,
+                )
+                if want_attention:
+                    plot_attention(response.translations[0].hypotheses[0].attention, args.attention)
+                _print(batch, response, args.json)
+    except grpc.RpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print(texts: list[str], response: pb.TranslateResponse, as_json: bool) -> None:
+    for text, translation in zip(texts, response.translations, strict=True):
+        if as_json:
+            entry = MessageToDict(translation, preserving_proto_field_name=True)
+            print(json.dumps({"source": text, **entry}, ensure_ascii=False))
+        elif len(translation.hypotheses) == 1:
+            print(translation.hypotheses[0].text)
+        else:  # n-best: one hypothesis per line, a blank line after each text
+            print("\n".join(h.text for h in translation.hypotheses), end="\n\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Server settings: `MT_*` environment variables over an optional YAML file named by `MT_CONFIG_FILE`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "MT_"
+CONFIG_FILE_VAR = "MT_CONFIG_FILE"
+PROVIDERS = ("CPUExecutionProvider", "CUDAExecutionProvider")
+
+Port = Annotated[int, Field(ge=0, le=65535, description="0 picks a free port")]
+Positive = Annotated[int, Field(ge=1)]
+StrList = Annotated[list[str], NoDecode]
+
+
+class ConfigError(Exception):
+    """The settings are invalid; the message names each bad setting."""
+
+
+class Settings(BaseSettings):
+    """Everything the server can be told; see each field's description."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    models_root: Path = Field(
+        Path("models"), description="folder whose subfolders with a manifest.json are served"
+    )
+    host: str = Field("0.0.0.0", description="address the gRPC and metrics servers bind")
+    grpc_port: Port = 50051
+    metrics_port: Port = 9400
+    providers: StrList = Field(
+        ["CPUExecutionProvider"], description="onnxruntime execution providers, in order"
+    )
+    intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per model; 0 = automatic")
+    max_batch_size: Positive = Field(32, description="sentences in one model call")
+    max_batch_tokens: Positive = Field(4096, description="padded source tokens in one model call")
+    max_queue_delay_ms: float = Field(5.0, ge=0, description="longest wait for a fuller batch, under load")
+    max_queue_size: Positive = Field(1024, description="sentences waiting per model before refusing work")
+    max_texts_per_request: Positive = 64
+    max_text_chars: Positive = 2000
+    max_text_tokens: Positive = 256
+    max_beam_size: Positive = 8
+    max_n_best: Positive = 8
+    max_length_limit: Positive = Field(512, description="largest max_length a request may ask for")
+    grace_period_s: float = Field(10.0, ge=0, description="time to finish accepted work on shutdown")
+    auth_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        [], description="accepted bearer tokens; empty = no authentication"
+    )
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    log_json: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest gRPC message, either way")
+
+    @field_validator("providers", "auth_tokens", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        """Lists come from the environment as JSON (`["a", "b"]`) or comma-separated (`a,b`)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(f"at least one provider is needed; known: {', '.join(PROVIDERS)}")
+        for name in value:
+            if name not in PROVIDERS:
+                raise ValueError(f"unknown provider {name!r}; known: {', '.join(PROVIDERS)}")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be given together")
+        for path in (self.tls_cert_file, self.tls_key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file {path} does not exist")
+        if self.max_n_best > self.max_beam_size:
+            raise ValueError(f"max_n_best ({self.max_n_best}) exceeds max_beam_size ({self.max_beam_size})")
+        if self.max_text_tokens > self.max_batch_tokens:
+            raise ValueError(
+                f"max_text_tokens ({self.max_text_tokens}) exceeds max_batch_tokens ({self.max_batch_tokens})"
+                ": a long text would never fit a batch"
+            )
+        if self.max_texts_per_request > self.max_queue_size:
+            raise ValueError(
+                f"max_texts_per_request ({self.max_texts_per_request}) exceeds max_queue_size"
+                f" ({self.max_queue_size}): a full request would always be refused"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Priority: arguments, then `MT_*` variables, then the YAML file of `MT_CONFIG_FILE`."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_VAR)
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Reads the settings; raises ConfigError naming every bad setting and its variable."""
+    config_file = os.environ.get(CONFIG_FILE_VAR)
+    if config_file and not Path(config_file).is_file():
+        raise ConfigError(f"{CONFIG_FILE_VAR}={config_file}: no such file")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            where = f"{field} ({ENV_PREFIX}{field.upper()})" if field else "settings"
+            lines.append(f"{where}: {error['msg']}")
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,165 @@
+"""The gRPC server: wiring, start-up with health and warm-up, and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
+
+from service.api.translation.v1 import translation_pb2 as pb
+from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
+from service.auth import BearerAuthInterceptor
+from service.backend import ModelSet, TranslationBackend
+from service.batcher import Batcher, BatchLimits
+from service.config import ConfigError, Settings
+from service.metrics import Metrics, MetricsHttpServer, start_metrics_server
+from service.servicer import TranslatorServicer
+from service.translation import TranslationService
+from service.types import DecodeOptions
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Translator"].full_name
+WARM_UP_TEXT = "Hello world."
+FLUSH_S = 1.0  # after the batcher drained, time for the answered calls to send their responses
+
+
+@dataclass
+class TranslationServer:
+    """A built server; `start`, `warm_up`, then `stop` (what SIGTERM and SIGINT call)."""
+
+    settings: Settings
+    models: ModelSet
+    metrics: Metrics
+    batcher: Batcher
+    grpc_server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    port: int
+    _metrics_http: MetricsHttpServer | None = field(default=None, init=False)
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self._metrics_http.port if self._metrics_http else None
+
+    async def start(self) -> None:
+        """Opens the ports; health says NOT_SERVING until `warm_up` has run."""
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name, backend in self.models.items():
+            m = backend.manifest
+            info = (name, m.version, backend.provider, m.source_language, m.target_language)
+            self.metrics.model_info.labels(*info).set(1)
+        settings = self.settings
+        self._metrics_http = start_metrics_server(self.metrics, settings.host, settings.metrics_port)
+        await self.grpc_server.start()
+        log.info(
+            "serving %s on %s:%d (metrics on port %d, tls=%s, auth=%s)",
+            ", ".join(self.models),
+            self.settings.host,
+            self.port,
+            self.metrics_port,
+            self.settings.tls,
+            bool(self.settings.auth_tokens),
+        )
+
+    async def warm_up(self) -> None:
+        """Translates a sentence with every model, then reports SERVING."""
+        loop = asyncio.get_running_loop()
+        for name, backend in self.models.items():
+            start = time.perf_counter()
+            await loop.run_in_executor(None, backend.translate, [WARM_UP_TEXT], DecodeOptions())
+            log.info("warmed up %s in %.3f s", name, time.perf_counter() - start)
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self) -> None:
+        """Graceful shutdown: NOT_SERVING, refuse new work, finish accepted work within the grace period."""
+        grace = self.settings.grace_period_s
+        log.info("shutting down; finishing accepted work within %.1f s", grace)
+        start = time.monotonic()
+        await self.health.enter_graceful_shutdown()
+        await self.batcher.close(timeout=grace)
+        await self.grpc_server.stop(max(grace - (time.monotonic() - start), FLUSH_S))
+        if self._metrics_http is not None:
+            self._metrics_http.close()
+        log.info("stopped")
+
+
+def build_server(
+    settings: Settings, backends: Mapping[str, TranslationBackend], registry: CollectorRegistry | None = None
+) -> TranslationServer:
+    """Wires the models into a server bound to the configured port; call it inside the serving event loop."""
+    models = ModelSet(backends)
+    metrics = Metrics(registry)
+    batcher = Batcher(models, BatchLimits.from_settings(settings), metrics)
+    interceptors = []
+    if settings.auth_tokens:
+        tokens = [t.get_secret_value() for t in settings.auth_tokens]
+        interceptors.append(BearerAuthInterceptor(tokens, metrics))
+    size = settings.max_message_bytes
+    grpc_server = grpc.aio.server(
+        interceptors=interceptors,
+        options=[("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)],
+    )
+    pb_grpc.add_TranslatorServicer_to_server(
+        TranslatorServicer(TranslationService(models, batcher, settings), metrics), grpc_server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+    reflection.enable_server_reflection(
+        [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        grpc_server,
+    )
+    port = _bind(grpc_server, settings)
+    return TranslationServer(settings, models, metrics, batcher, grpc_server, health_servicer, port)
+
+
+def _bind(grpc_server: grpc.aio.Server, settings: Settings) -> int:
+    address = f"{settings.host}:{settings.grpc_port}"
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        credentials = grpc.ssl_server_credentials(
+            [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
+        )
+        return grpc_server.add_secure_port(address, credentials)
+    return grpc_server.add_insecure_port(address)
+
+
+def load_backends(settings: Settings) -> dict[str, TranslationBackend]:
+    """Loads every model folder (a subfolder with a manifest.json) of `models_root`, keyed by model name."""
+    root = Path(settings.models_root)
+    folders = sorted(p for p in root.glob("*") if (p / "manifest.json").is_file()) if root.is_dir() else []
+    if not folders:
+        raise ConfigError(f"models_root {root}: no model folder (a subfolder with a manifest.json) found")
+    from service.engine import Engine  # imported here: it pulls in onnxruntime
+
+    backends: dict[str, TranslationBackend] = {}
+    for folder in folders:
+        engine = Engine.load(folder, providers=settings.providers, intra_op_threads=settings.intra_op_threads)
+        name = engine.manifest.name
+        if name in backends:
+            raise ConfigError(f"models_root {root}: two models are named {name!r}")
+        backends[name] = engine
+        log.info("loaded %s %s from %s on %s", name, engine.manifest.version, folder, engine.provider)
+    return backends
+
+
+async def serve(settings: Settings, backends: Mapping[str, TranslationBackend]) -> None:
+    """Serves until SIGTERM or SIGINT, then shuts down gracefully."""
+    server = build_server(settings, backends)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await server.start()
+    await server.warm_up()
+    await stopping.wait()
+    await server.stop()

@@ -1,0 +1,60 @@
+"""The command line client against a real server."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from service.client import main
+from tests.service.harness import ServerThread
+
+Start = Callable[..., ServerThread]
+
+
+def test_translates_arguments_as_text(start_server: Start, capsys: pytest.CaptureFixture[str]) -> None:
+    server = start_server()
+    assert main(["--address", server.address, "hello world", "good morning"]) == 0
+    assert capsys.readouterr().out == "world hello\nmorning good\n"
+
+
+def test_translates_stdin_in_batches_as_json(
+    start_server: Start, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = start_server()
+    monkeypatch.setattr("sys.stdin", io.StringIO("one two\nthree four\nfive six\n"))
+    assert main(["--address", server.address, "--batch-size", "2", "--json", "--scores"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["source"] for line in lines] == ["one two", "three four", "five six"]
+    assert [line["hypotheses"][0]["text"] for line in lines] == ["two one", "four three", "six five"]
+    assert lines[0]["hypotheses"][0]["score"] == -1.0
+    assert server.sample("mt_requests_total", {"method": "Translate", "model": "en-fr", "code": "OK"}) == 2
+
+
+def test_n_best(start_server: Start, capsys: pytest.CaptureFixture[str]) -> None:
+    server = start_server()
+    assert main(["--address", server.address, "--beam-size", "2", "--n-best", "2", "a b"]) == 0
+    assert capsys.readouterr().out == "b a\nb a #1\n\n"
+
+
+def test_attention_heatmap(start_server: Start, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    server = start_server()
+    image = tmp_path / "attention.png"
+    assert main(["--address", server.address, "--attention", str(image), "the cat sat", "mat"]) == 0
+    assert image.read_bytes().startswith(b"\x89PNG")
+    assert capsys.readouterr().out == "sat cat the\nmat\n"
+
+
+def test_errors_go_to_stderr(start_server: Start, capsys: pytest.CaptureFixture[str]) -> None:
+    server = start_server()
+    assert main(["--address", server.address, "--model", "nope", "x"]) == 1
+    assert capsys.readouterr().err == "error: NOT_FOUND: unknown model 'nope'; available models: en-fr\n"
+
+
+def test_list_models(start_server: Start, capsys: pytest.CaptureFixture[str]) -> None:
+    server = start_server()
+    assert main(["--address", server.address, "--list-models"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "en-fr"
