@@ -19,8 +19,9 @@ import os
 import random
 import shutil
 import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,6 @@ class Distributed:
 
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
 
     @property
     def is_main(self) -> bool:
@@ -70,23 +70,24 @@ class Distributed:
             dist.barrier()
 
 
-def init_distributed(use_cuda: bool) -> Distributed:
-    """Join the process group when started by torchrun (WORLD_SIZE > 1): nccl on CUDA, gloo on CPU."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return Distributed()
-    dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Distributed(dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def pick_device(setting: str, local_rank: int) -> torch.device:
-    """'auto' takes CUDA when present; under torchrun each process takes its own GPU."""
+def pick_device(setting: str) -> torch.device:
+    """'auto' takes CUDA when present; under torchrun each process takes the GPU of its LOCAL_RANK."""
     if setting == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("run.device is 'cuda' but no CUDA device is available")
     if setting == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
-    torch.cuda.set_device(local_rank)
-    return torch.device("cuda", local_rank)
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    torch.cuda.set_device(device)
+    return device
+
+
+def init_distributed(device: torch.device) -> Distributed:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1): nccl on CUDA, gloo on CPU."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Distributed()
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), world_size)
 
 
 def seed_everything(seed: int) -> None:
@@ -192,8 +193,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, resume: bool = False):
         self.cfg, self.run_dir = cfg, cfg.run.output_dir
-        self.dist = init_distributed(cfg.run.device != "cpu" and torch.cuda.is_available())
-        self.device = pick_device(cfg.run.device, self.dist.local_rank)
+        self.device = pick_device(cfg.run.device)
+        self.dist = init_distributed(self.device)
         self.use_bf16 = cfg.run.bf16 and self.device.type == "cuda"
         if cfg.run.num_threads:
             torch.set_num_threads(cfg.run.num_threads)
@@ -269,13 +270,13 @@ class Trainer:
         return loss_sum.item(), n_tokens
 
     @torch.no_grad()
-    def validation_loss(self) -> float:
+    def validation_loss(self, model: Transformer) -> float:
         """Per-token cross-entropy (no label smoothing) on the filtered validation pairs."""
-        self.model.eval()
+        model.eval()
         pairs, total, tokens = self.val_split.pairs, 0.0, 0
         for indices in bucketed_batches(pair_lengths(pairs), self.cfg.optim.max_tokens, rng=None):
             with self.autocast():
-                loss_sum, n_tokens = teacher_forcing_loss(self.model, collate(pairs, indices).to(self.device), 0.0)
+                loss_sum, n_tokens = teacher_forcing_loss(model, collate(pairs, indices).to(self.device), 0.0)
             total, tokens = total + loss_sum.item(), tokens + n_tokens
         return total / max(tokens, 1)
 
@@ -283,7 +284,7 @@ class Trainer:
     def validate(self, model: Transformer | None = None) -> dict[str, float]:
         """Validation loss, and sacreBLEU/chrF of greedy translations of every validation sentence."""
         model = model or self.model
-        loss = self.validation_loss()
+        loss = self.validation_loss(model)
         with self.autocast():
             hypotheses = translate_lines(
                 model, self.tokenizer, self.val_split.source_lines, batch_sentences=self.cfg.run.val_batch_sentences
@@ -357,6 +358,18 @@ class Trainer:
             optim.max_epochs and position.epoch >= optim.max_epochs
         )
 
+    @contextlib.contextmanager
+    def stop_on_interrupt(self) -> Iterator[None]:
+        """Ctrl-C ends training after the current step, with a checkpoint to --resume from (single process)."""
+        if self.dist.world_size > 1 or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self.request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
     def request_stop(self, signum: int, frame: Any) -> None:
         self.say("stopping after this step (a checkpoint will be written; continue with --resume)")
         self.stop_requested = True
@@ -367,14 +380,13 @@ class Trainer:
         self.say(f"model: {self.model.num_parameters():,} parameters; device {self.device}, bf16 {self.use_bf16}")
         for split in (self.train_split, self.val_split):
             self.say(f"{split.description['split']}: {split.counts.summary()}")
-        if self.dist.world_size == 1:
-            signal.signal(signal.SIGINT, self.request_stop)
         bar = tqdm(total=cfg.optim.max_steps or None, initial=self.position.step, disable=not self.dist.is_main)
         meter = ThroughputMeter()
-        while not self.finished() and not self.stop_requested:
-            self.train_epoch(bar, meter)
+        with self.stop_on_interrupt():
+            while not self.finished() and not self.stop_requested:
+                self.train_epoch(bar, meter)
         bar.close()
-        if self.metrics.get("step") != self.position.step:
+        if self.position.step % cfg.run.val_every:  # the last step was not validated and saved yet
             self.validate_and_save()
         if self.dist.is_main and not self.stop_requested:
             self.write_average()
@@ -404,7 +416,8 @@ class Trainer:
         bar.set_postfix(epoch=self.position.epoch, loss=f"{meter.loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{meter.rate:.0f}")
         if self.log and self.position.step % self.cfg.run.log_every == 0:
             position = self.position
-            self.log.write({"step": position.step, "epoch": position.epoch, "train_loss": meter.loss, "lr": lr})
+            record = {"step": position.step, "epoch": position.epoch, "train_loss": meter.loss, "lr": lr}
+            self.log.write(record | {"target_tokens_per_s": meter.rate})
             meter.reset()
 
 
