@@ -399,9 +399,10 @@ class Trainer:
             self.train_lengths, cfg.optim.max_tokens, cfg.run.seed, position.epoch, self.dist.rank, self.dist.world_size
         )
         while position.batch_in_epoch < len(batches):
+            start = time.perf_counter()
             loss_sum, n_tokens = self.train_step(collate(self.train_split.pairs, batches[position.batch_in_epoch]))
             position.step, position.batch_in_epoch = position.step + 1, position.batch_in_epoch + 1
-            meter.add(loss_sum, n_tokens)
+            meter.add(loss_sum, n_tokens, time.perf_counter() - start)
             self.report(bar, meter)
             if position.step % cfg.run.val_every == 0:
                 self.validate_and_save()
@@ -422,16 +423,19 @@ class Trainer:
 
 
 class ThroughputMeter:
-    """Running label-smoothed training loss per token and target tokens per second since the last reset."""
+    """Label-smoothed training loss per token, and target tokens per second of training (validation excluded),
+    since the last reset."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self.loss_sum, self.tokens, self.start = 0.0, 0, time.perf_counter()
+        self.loss_sum, self.tokens, self.seconds = 0.0, 0, 0.0
 
-    def add(self, loss_sum: float, tokens: int) -> None:
-        self.loss_sum, self.tokens = self.loss_sum + loss_sum, self.tokens + tokens
+    def add(self, loss_sum: float, tokens: int, seconds: float) -> None:
+        self.loss_sum += loss_sum
+        self.tokens += tokens
+        self.seconds += seconds
 
     @property
     def loss(self) -> float:
@@ -439,7 +443,7 @@ class ThroughputMeter:
 
     @property
     def rate(self) -> float:
-        return self.tokens / max(time.perf_counter() - self.start, 1e-9)
+        return self.tokens / max(self.seconds, 1e-9)
 
 
 def copy_atomically(source: Path, destination: Path) -> None:
