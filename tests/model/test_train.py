@@ -76,7 +76,9 @@ def test_stopped_and_resumed_run_reaches_the_same_weights(tmp_path: Path) -> Non
     train_cli(corpus, straight, "optim.max_steps=10", *settings)
     stopped.mkdir()
     shutil.copy(straight / "tokenizer.model", stopped / "tokenizer.model")
-    train_cli(corpus, stopped, "optim.max_steps=5", *settings)  # stops mid-epoch (about 9 batches per epoch)
+    train_cli(corpus, stopped, "optim.max_steps=5", *settings)
+    position = load_checkpoint(stopped / "last.pt")["position"]
+    assert (position["epoch"], position["batch_in_epoch"]) == (0, 5)  # stopped mid-epoch (7 batches per epoch)
     with pytest.raises(SystemExit, match="exists: pass --resume"):
         train_cli(corpus, stopped, "optim.max_steps=10", *settings)
     train_cli(corpus, stopped, "optim.max_steps=10", *settings, resume=True)
