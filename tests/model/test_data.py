@@ -17,7 +17,7 @@ from model.data import (
     read_parallel,
 )
 from model.tokenizer import BOS_ID, EOS_ID, PAD_ID, load_tokenizer, train_tokenizer
-from tests.model.conftest import MULTI30K, write_lines
+from tests.model.corpora import MULTI30K, write_lines
 
 
 def test_reads_plain_and_gzipped_files(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from model.data import collate, read_lines
 from model.evaluate import translate_lines
 from model.tokenizer import load_tokenizer
 from model.train import inverse_sqrt_schedule, teacher_forcing_loss
-from tests.model.conftest import reversal_corpus
+from tests.model.corpora import reversal_corpus
 
 TINY = str(PROJECT_ROOT / "model" / "configs" / "tiny.yaml")
 
