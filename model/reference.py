@@ -23,13 +23,13 @@ class TorchIncrementalDecoder:
 
     @torch.no_grad()
     def step(self, tokens: np.ndarray, position: int) -> tuple[np.ndarray, np.ndarray]:
-        token = torch.from_numpy(tokens).long()[:, None]  # (N, 1)
+        token = torch.from_numpy(tokens).long()[:, None].to(self.src_mask.device)  # (N, 1)
         log_probs, self.past, cross = self.model.decode_step(token, position, self.memory_kv, self.src_mask, self.past)
         attention = cross[self.attention_layer][:, :, 0].mean(dim=1)  # heads averaged: (N, S)
-        return log_probs.float().numpy(), attention.float().numpy()
+        return log_probs.float().cpu().numpy(), attention.float().cpu().numpy()
 
     def select(self, rows: np.ndarray) -> None:
-        index = torch.from_numpy(np.asarray(rows)).long()
+        index = torch.from_numpy(np.asarray(rows)).long().to(self.src_mask.device)
         self.src_mask = self.src_mask[index]
         self.memory_kv = [(k[index], v[index]) for k, v in self.memory_kv]
         if self.past is not None:
@@ -53,7 +53,8 @@ def translate_ids(
     """Translate token-id sequences (each already ending in eos); n-best hypotheses per source, best first."""
     model.eval()
     width = max(len(s) for s in sources)
-    src = torch.full((len(sources), width), model.cfg.pad_id, dtype=torch.long)
+    device = next(model.parameters()).device
+    src = torch.full((len(sources), width), model.cfg.pad_id, dtype=torch.long, device=device)
     for i, s in enumerate(sources):
         src[i, : len(s)] = torch.tensor(s)
     max_lengths = np.array([int(max_length_a * len(s) + max_length_b) for s in sources])
