@@ -46,9 +46,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or missing:
         raise CheckpointError(f"{path} is not a translation checkpoint (missing {sorted(missing)})")
     if state["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has format {state['format_version']}; this code reads {FORMAT_VERSION}"
-        )
+        raise CheckpointError(f"{path} has format {state['format_version']}; this code reads {FORMAT_VERSION}")
     return state
 
 

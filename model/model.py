@@ -68,9 +68,7 @@ def causal_mask(length: int, device: torch.device | None = None) -> Tensor:
 def sinusoidal_positional_encoding(max_positions: int, d_model: int) -> Tensor:
     """PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model))."""
     position = torch.arange(max_positions, dtype=torch.float32)[:, None]  # (P, 1)
-    inverse_frequency = torch.exp(
-        torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model)
-    )
+    inverse_frequency = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
     table = torch.zeros(max_positions, d_model)
     table[:, 0::2] = torch.sin(position * inverse_frequency)
     table[:, 1::2] = torch.cos(position * inverse_frequency)
@@ -82,9 +80,7 @@ class PositionalEncoding(nn.Module):
 
     def __init__(self, d_model: int, max_positions: int, dropout: float):
         super().__init__()
-        self.register_buffer(
-            "table", sinusoidal_positional_encoding(max_positions, d_model), persistent=False
-        )
+        self.register_buffer("table", sinusoidal_positional_encoding(max_positions, d_model), persistent=False)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, start: Tensor | int = 0) -> Tensor:
@@ -252,9 +248,7 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.src_embedding = TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.pad_id)
         self.tgt_embedding = (
-            self.src_embedding
-            if cfg.share_embeddings
-            else TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.pad_id)
+            self.src_embedding if cfg.share_embeddings else TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.pad_id)
         )
         self.positional_encoding = PositionalEncoding(cfg.d_model, cfg.max_positions, cfg.dropout)
         self.encoder = Encoder(cfg)
@@ -271,16 +265,12 @@ class Transformer(nn.Module):
 
     def encode(self, src: Tensor) -> Tensor:
         """Source tokens (B, S) -> encoder output, the "memory" (B, S, C)."""
-        return self.encoder(
-            self.positional_encoding(self.src_embedding(src)), padding_mask(src, self.cfg.pad_id)
-        )
+        return self.encoder(self.positional_encoding(self.src_embedding(src)), padding_mask(src, self.cfg.pad_id))
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Teacher-forced pass: all target positions at once under the causal mask -> logits (B, T, V)."""
         x = self.positional_encoding(self.tgt_embedding(tgt_in))
-        out = self.decoder(
-            x, self.decoder.memory_key_values(memory), src_mask, causal_mask(tgt_in.size(1), x.device)
-        )
+        out = self.decoder(x, self.decoder.memory_key_values(memory), src_mask, causal_mask(tgt_in.size(1), x.device))
         return self.generator(out.hidden), out.cross_attention
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:

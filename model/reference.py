@@ -22,9 +22,7 @@ class TorchIncrementalDecoder:
     @torch.no_grad()
     def step(self, tokens: np.ndarray, position: int) -> tuple[np.ndarray, np.ndarray]:
         token = torch.from_numpy(tokens).long()[:, None]  # (N, 1)
-        log_probs, self.past, cross = self.model.decode_step(
-            token, position, self.memory_kv, self.src_mask, self.past
-        )
+        log_probs, self.past, cross = self.model.decode_step(token, position, self.memory_kv, self.src_mask, self.past)
         attention = cross[self.attention_layer][:, :, 0].mean(dim=1)  # heads averaged: (N, S)
         return log_probs.float().numpy(), attention.float().numpy()
 
@@ -62,6 +60,4 @@ def translate_ids(
         results = greedy_search(decoder, max_lengths, bos_id, eos_id, length_penalty, return_attention)
         return [[r] for r in results]
     decoder = TorchIncrementalDecoder(model, src.repeat_interleave(beam_size, dim=0))
-    return beam_search(
-        decoder, max_lengths, bos_id, eos_id, beam_size, n_best, length_penalty, return_attention
-    )
+    return beam_search(decoder, max_lengths, bos_id, eos_id, beam_size, n_best, length_penalty, return_attention)

@@ -33,9 +33,7 @@ class SearchResult:
     attention: np.ndarray | None  # (len(token_ids), S)
 
 
-def length_normalized(
-    total_log_prob: float | np.ndarray, length: int, length_penalty: float
-) -> float | np.ndarray:
+def length_normalized(total_log_prob: float | np.ndarray, length: int, length_penalty: float) -> float | np.ndarray:
     """Score of a hypothesis: total log-probability / length^alpha (alpha = 0 leaves it unnormalized)."""
     return total_log_prob / (max(length, 1) ** length_penalty)
 
@@ -71,9 +69,7 @@ def greedy_search(
             decoder.select(rows)
             alive, tokens = alive[rows], tokens[rows]
     return [
-        _finish(
-            emitted[i], float(totals[i]), attention[i] if return_attention else None, eos_id, length_penalty
-        )
+        _finish(emitted[i], float(totals[i]), attention[i] if return_attention else None, eos_id, length_penalty)
         for i in range(batch)
     ]
 
@@ -113,9 +109,7 @@ def beam_search(
             steps = cross[:, None, :]
             attn_history = steps if attn_history is None else np.concatenate([attn_history, steps], axis=1)
         ends = top_tokens == eos_id
-        for b, j in zip(
-            *np.nonzero(ends[:, :k]), strict=True
-        ):  # an eos among the K best finishes a hypothesis
+        for b, j in zip(*np.nonzero(ends[:, :k]), strict=True):  # an eos among the K best finishes a hypothesis
             row = source_row[b, j]
             finished[alive[b]].append(
                 _make_result(history[row], top_scores[b, j], attn_history, row, position + 1, length_penalty)
@@ -159,9 +153,7 @@ def _make_result(
 ) -> SearchResult:
     """A hypothesis from a row's prefix; `length` counts the eos when the hypothesis ends with one."""
     attention = None if attn_history is None else attn_history[row, : len(prefix)]
-    return SearchResult(
-        [int(t) for t in prefix], float(length_normalized(total, length, length_penalty)), attention
-    )
+    return SearchResult([int(t) for t in prefix], float(length_normalized(total, length, length_penalty)), attention)
 
 
 def _finish(
