@@ -124,7 +124,7 @@ def beam_search(
         at_limit = position + 1 >= max_lengths[alive]
         for b in np.flatnonzero(at_limit):  # out of room: the live beams end here, unfinished
             for j in range(k):
-                row = b * k + j
+                row = int(b) * k + j
                 finished[alive[b]].append(
                     _make_result(history[row], scores[b, j], attn_history, row, position + 1, length_penalty)
                 )
