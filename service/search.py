@@ -162,5 +162,5 @@ def _finish(
     """A greedy hypothesis: strip the eos (it still counts in the length) and stack its attention rows."""
     length = len(emitted)
     ids = emitted[:-1] if emitted and emitted[-1] == eos_id else emitted
-    stacked = np.stack(attention[: len(ids)]) if attention else None
+    stacked = np.stack(attention)[: len(ids)] if attention else None  # (0, S) when eos came first
     return SearchResult(ids, float(length_normalized(total, length, length_penalty)), stacked)
