@@ -147,16 +147,16 @@ class Engine:
 
     @property
     def max_source_tokens(self) -> int:
-        """The longest text the encoder takes, in tokens (the eos it appends comes on top)."""
-        return self._manifest.max_positions - 1
+        """The most tokens the encoder takes, counted like `count_tokens` (eos included)."""
+        return self._manifest.max_positions
 
     def tokenize(self, text: str) -> list[str]:
-        """The subword tokens of `text` (without the eos the encoder appends)."""
-        return [str(piece) for piece in self._tokenizer.encode(text, out_type=str)]
+        """The subword tokens the encoder sees for `text`: its pieces then "</s>"; [] for a text without any."""
+        return self._pieces(self._source_ids(text, check_length=False))
 
     def count_tokens(self, text: str) -> int:
-        """How many subword tokens `text` has (without the eos), to check against `max_source_tokens`."""
-        return len(self._tokenizer.encode(text))
+        """How many tokens the encoder sees for `text`, eos included; 0 for a text without tokens."""
+        return len(self._source_ids(text, check_length=False))
 
     def translate(self, texts: Sequence[str], options: DecodeOptions) -> list[Translation]:
         """Translate a batch; results in input order, each as if translated alone. Empty text -> empty result."""
@@ -181,12 +181,13 @@ class Engine:
         )
         return [replace(t, timings=replace(timings)) for t in translations]
 
-    def _source_ids(self, text: str) -> list[int]:
+    def _source_ids(self, text: str, check_length: bool = True) -> list[int]:
         """Token ids the encoder sees: the text's subwords then eos; [] for a text without tokens."""
-        ids = [int(i) for i in self._tokenizer.encode(text)]
-        if len(ids) > self.max_source_tokens:
-            raise ValueError(f"text has {len(ids)} tokens; this model takes at most {self.max_source_tokens}")
-        return [*ids, self._manifest.special_ids.eos] if ids else []
+        pieces = [int(i) for i in self._tokenizer.encode(text)]
+        ids = [*pieces, self._manifest.special_ids.eos] if pieces else []
+        if check_length and len(ids) > self.max_source_tokens:
+            raise ValueError(f"text has {len(ids)} tokens with eos; this model takes at most {self.max_source_tokens}")
+        return ids
 
     def encode(
         self, sources: Sequence[Sequence[int]], beam_size: int = 1, return_attention: bool = False

@@ -180,12 +180,14 @@ def test_invalid_options(engine: Engine, options: DecodeOptions) -> None:
 
 def test_too_long_text_is_refused(engine: Engine) -> None:
     with pytest.raises(ValueError, match="at most"):
-        engine.translate(["cat " * engine.max_source_tokens + "dog"], DecodeOptions())
+        engine.translate(["cat " * engine.max_source_tokens], DecodeOptions())
 
 
 def test_tokens_and_timings(engine: Engine) -> None:
-    assert engine.tokenize("cat dog") == ["▁cat", "▁dog"]
-    assert engine.count_tokens("cat dog") == 2
+    assert engine.tokenize("cat dog") == ["▁cat", "▁dog", "</s>"]
+    assert engine.count_tokens("cat dog") == 3
+    assert engine.count_tokens(" ") == 0
+    assert len(engine.translate(["cat " * (engine.max_source_tokens - 1)], DecodeOptions())) == 1
     translation = engine.translate(["cat dog"], DecodeOptions())[0]
     timings = translation.timings
     assert min(timings.tokenize, timings.encode, timings.decode) > 0
