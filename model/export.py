@@ -14,6 +14,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -146,19 +147,21 @@ def _export(
     output_names: list[str],
     dynamic_shapes: tuple[Any, ...],
 ) -> None:
-    torch.onnx.export(
-        module.eval(),  # the wrapper's mode; the model inside is in eval mode already
-        args,
-        str(path),
-        input_names=input_names,
-        output_names=output_names,
-        dynamic_shapes=dynamic_shapes,
-        opset_version=OPSET,
-        dynamo=True,
-        optimize=True,
-        external_data=False,
-        verbose=False,
-    )
+    with warnings.catch_warnings():  # one Dim shared by several inputs is intended, not worth a warning each
+        warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
+        torch.onnx.export(
+            module.eval(),  # the wrapper's mode; the model inside is in eval mode already
+            args,
+            str(path),
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=dynamic_shapes,
+            opset_version=OPSET,
+            dynamo=True,
+            optimize=True,
+            external_data=False,
+            verbose=False,
+        )
     onnx.checker.check_model(str(path), full_check=True)
 
 
@@ -262,7 +265,7 @@ def export_model(
     languages = _languages(state, source_language, target_language)
     output_dir = Path(output_dir)
     if output_dir.exists() and not overwrite:
-        raise ExportError(f"{output_dir} exists already (pass overwrite to replace it)")
+        raise ExportError(f"{output_dir} exists already; replace it with overwrite=True (--overwrite)")
     staging = _staging_directory(output_dir)
     try:
         (staging / TOKENIZER_FILE).write_bytes(state["tokenizer_model"])
