@@ -147,8 +147,9 @@ def _export(
     output_names: list[str],
     dynamic_shapes: tuple[Any, ...],
 ) -> None:
-    with warnings.catch_warnings():  # one Dim shared by several inputs is intended, not worth a warning each
+    with warnings.catch_warnings():  # one Dim shared by several inputs is intended; the other is torch's own
         warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
         torch.onnx.export(
             module.eval(),  # the wrapper's mode; the model inside is in eval mode already
             args,

@@ -129,7 +129,7 @@ class Engine:
                 manifest.name,
                 engine.provider,
             )
-        log.info("loaded %s %s (%s) on %s", manifest.name, manifest.version, variant, engine.provider)
+        log.debug("loaded %s %s (%s) on %s", manifest.name, manifest.version, variant, engine.provider)
         return engine
 
     @property
