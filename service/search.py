@@ -124,7 +124,7 @@ def beam_search(
         at_limit = position + 1 >= max_lengths[alive]
         for b in np.flatnonzero(at_limit):  # out of room: the live beams end here, unfinished
             for j in range(k):
-                row = b * k + j
+                row = int(b) * k + j
                 finished[alive[b]].append(
                     _make_result(history[row], scores[b, j], attn_history, row, position + 1, length_penalty)
                 )
@@ -162,5 +162,5 @@ def _finish(
     """A greedy hypothesis: strip the eos (it still counts in the length) and stack its attention rows."""
     length = len(emitted)
     ids = emitted[:-1] if emitted and emitted[-1] == eos_id else emitted
-    stacked = np.stack(attention[: len(ids)]) if attention else None
+    stacked = np.stack(attention)[: len(ids)] if attention else None  # (0, S) when eos came first
     return SearchResult(ids, float(length_normalized(total, length, length_penalty)), stacked)

@@ -1,0 +1,371 @@
+"""Export a checkpoint to a model directory for the onnxruntime engine (layout in service/manifest.py).
+
+    python -m model.export --checkpoint runs/en-fr/best.pt --output models/en-fr --variants fp32,int8
+
+Graphs come from the torch.export-based exporter (`dynamo=True`): its graphs have constant reshape targets
+and a constant softmax scale, where the TorchScript exporter leaves shape-computation chains that
+onnxruntime runs at every step. The directory is built next to the output and renamed into place at the
+end, so an interrupted export never leaves a directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import onnx
+import onnxruntime
+import onnxscript
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+from onnxruntime.transformers.onnx_model import OnnxModel
+from torch import Tensor, nn
+from torch.export import Dim
+
+from model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from model.model import KeyValue, Transformer
+from model.tokenizer import load_tokenizer
+from service.manifest import (
+    MANIFEST_FILE,
+    AttentionSource,
+    Manifest,
+    SpecialIds,
+    Variant,
+    sha256_file,
+)
+
+OPSET = 20
+TOKENIZER_FILE = "tokenizer.model"
+VARIANTS = {
+    "fp32": Variant("encoder.onnx", "decoder.onnx", "float32"),
+    "int8": Variant("encoder.int8.onnx", "decoder.int8.onnx", "int8"),
+    "fp16": Variant("encoder.fp16.onnx", "decoder.fp16.onnx", "float16"),
+}
+DEFAULT_VARIANTS = {"CPUExecutionProvider": "int8", "CUDAExecutionProvider": "fp16"}
+MAX_LENGTH_A, MAX_LENGTH_B = 1.5, 10
+ATTENTION_REASON = (
+    "cross-attention of the last decoder layer averaged over heads: the usual source of alignments "
+    "(the layer closest to the output prediction); one layer keeps the cost at one small reduction per step"
+)
+
+
+class ExportError(Exception):
+    """The export cannot be done as asked (bad variants, output directory not writable or already there)."""
+
+
+class EncoderGraph(nn.Module):
+    """Source ids (B, S) -> cross-attention keys and values of every decoder layer, computed once per batch."""
+
+    def __init__(self, model: Transformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, source_ids: Tensor) -> tuple[Tensor, ...]:
+        memory = self.model.encode(source_ids)
+        return _flat(self.model.decoder.memory_key_values(memory))
+
+
+class DecoderStepGraph(nn.Module):
+    """One decoding step with the self-attention cache; returns log-probabilities, one layer's cross-attention
+    averaged over heads (B, S) and the grown cache."""
+
+    def __init__(self, model: Transformer, attention_layer: int):
+        super().__init__()
+        self.model = model
+        self.attention_layer = attention_layer
+
+    def forward(
+        self, token: Tensor, position: Tensor, source_mask: Tensor, memory: list[Tensor], past: list[Tensor]
+    ) -> tuple[Tensor, ...]:
+        log_probs, present, cross = self.model.decode_step(
+            token, position, _pairs(memory), source_mask[:, None, None, :], _pairs(past)
+        )
+        attention = cross[self.attention_layer][:, :, 0].mean(dim=1)
+        return (log_probs, attention, *_flat(present))
+
+
+def _flat(pairs: list[KeyValue]) -> tuple[Tensor, ...]:
+    return tuple(t for pair in pairs for t in pair)
+
+
+def _pairs(flat: list[Tensor]) -> list[KeyValue]:
+    return list(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def cache_names(prefix: str, n_layers: int) -> list[str]:
+    """Names of per-layer key/value tensors, e.g. past_key_0, past_value_0, past_key_1, ..."""
+    return [f"{prefix}_{kind}_{layer}" for layer in range(n_layers) for kind in ("key", "value")]
+
+
+@torch.no_grad()
+def export_graphs(model: Transformer, directory: Path, attention_layer: int) -> None:
+    """Write the fp32 encoder and decoder graphs, with dynamic batch, source length and cache length."""
+    cfg, n_layers = model.cfg, model.cfg.n_decoder_layers
+    batch, source, cache = Dim("batch"), Dim("source_length"), Dim("cache_length")
+    example_batch, example_source, example_cache = 3, 7, 5  # distinct, > 1: no size gets specialized
+    src = torch.randint(4, cfg.vocab_size, (example_batch, example_source))
+    memory = [t.contiguous() for t in _flat(model.decoder.memory_key_values(model.encode(src)))]
+    head_size = cfg.d_model // cfg.n_heads
+    past = [torch.randn(example_batch, cfg.n_heads, example_cache, head_size) for _ in range(2 * n_layers)]
+    _export(
+        EncoderGraph(model),
+        (src,),
+        directory / VARIANTS["fp32"].encoder,
+        ["source_ids"],
+        cache_names("memory", n_layers),
+        ({0: batch, 1: source},),
+    )
+    _export(
+        DecoderStepGraph(model, attention_layer),
+        (src[:, :1], torch.tensor(example_cache), src != cfg.pad_id, memory, past),
+        directory / VARIANTS["fp32"].decoder,
+        ["token", "position", "source_mask", *cache_names("memory", n_layers), *cache_names("past", n_layers)],
+        ["log_probs", "attention", *cache_names("present", n_layers)],
+        (
+            {0: batch},
+            None,
+            {0: batch, 1: source},
+            [{0: batch, 2: source}] * len(memory),
+            [{0: batch, 2: cache}] * len(past),
+        ),
+    )
+
+
+def _export(
+    module: nn.Module,
+    args: tuple[Any, ...],
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_shapes: tuple[Any, ...],
+) -> None:
+    with warnings.catch_warnings():  # one Dim shared by several inputs is intended; the other is torch's own
+        warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
+        torch.onnx.export(
+            module.eval(),  # the wrapper's mode; the model inside is in eval mode already
+            args,
+            str(path),
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=dynamic_shapes,
+            opset_version=OPSET,
+            dynamo=True,
+            optimize=True,
+            external_data=False,
+            verbose=False,
+        )
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """Dynamic int8 quantization of the weights (per output channel); activations are quantized at run time."""
+    quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
+    onnx.checker.check_model(str(target), full_check=True)
+
+
+def convert_fp16(source: Path, target: Path, keep_fp32_outputs: Sequence[str]) -> None:
+    """fp16 weights and caches for CUDA; `keep_fp32_outputs` (log-probabilities, attention) stay fp32."""
+    converted = convert_float_to_float16(
+        onnx.load(source),
+        keep_io_types=list(keep_fp32_outputs),
+        op_block_list=[*DEFAULT_OP_BLOCK_LIST, "LogSoftmax"],  # log-probabilities computed in fp32
+    )
+    graph = OnnxModel(converted)
+    graph.topological_sort()  # the converter appends its casts at the end of the node list
+    onnx.save(graph.model, target)
+    onnx.checker.check_model(str(target), full_check=True)
+
+
+def write_variants(directory: Path, variants: Sequence[str]) -> None:
+    """Derive the other variants from the fp32 graphs; drop fp32 if it was not asked for."""
+    fp32 = VARIANTS["fp32"]
+    for name in variants:
+        variant = VARIANTS[name]
+        if name == "int8":
+            quantize_int8(directory / fp32.encoder, directory / variant.encoder)
+            quantize_int8(directory / fp32.decoder, directory / variant.decoder)
+        elif name == "fp16":
+            convert_fp16(directory / fp32.encoder, directory / variant.encoder, [])
+            convert_fp16(directory / fp32.decoder, directory / variant.decoder, ["log_probs", "attention"])
+    if "fp32" not in variants:
+        (directory / fp32.encoder).unlink()
+        (directory / fp32.decoder).unlink()
+
+
+def build_manifest(
+    state: dict[str, Any],
+    model: Transformer,
+    directory: Path,
+    name: str,
+    version: str,
+    languages: tuple[str, str],
+    variants: Sequence[str],
+    attention_layer: int,
+) -> Manifest:
+    """Describe the directory's files (with their sha256) and the model they hold."""
+    tokenizer = load_tokenizer(state["tokenizer_model"])
+    cfg = model.cfg
+    return Manifest(
+        name=name,
+        version=version,
+        source_language=languages[0],
+        target_language=languages[1],
+        vocab_size=cfg.vocab_size,
+        special_ids=SpecialIds(
+            pad=tokenizer.pad_id(), unk=tokenizer.unk_id(), bos=tokenizer.bos_id(), eos=tokenizer.eos_id()
+        ),
+        max_positions=cfg.max_positions,
+        max_length_a=MAX_LENGTH_A,
+        max_length_b=MAX_LENGTH_B,
+        decoder_layers=cfg.n_decoder_layers,
+        attention=AttentionSource(attention_layer, "mean over heads", ATTENTION_REASON),
+        tokenizer=TOKENIZER_FILE,
+        variants={v: VARIANTS[v] for v in variants},
+        default_variants={p: v for p, v in DEFAULT_VARIANTS.items() if v in variants},
+        files={f.name: sha256_file(f) for f in sorted(directory.iterdir())},
+        opset=OPSET,
+        exporter=f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
+        libraries={
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "onnxscript": onnxscript.__version__,
+        },
+        model_config=cfg.to_dict(),
+        training={"data": state.get("data"), "step": state.get("step")},
+        scores=dict(state.get("metrics") or {}),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def export_model(
+    checkpoint: Path,
+    output_dir: Path,
+    name: str,
+    version: str,
+    variants: Sequence[str] = ("fp32", "int8"),
+    source_language: str | None = None,
+    target_language: str | None = None,
+    attention_layer: int = -1,
+    overwrite: bool = False,
+) -> Path:
+    """Write a complete model directory at `output_dir` (languages default to the checkpoint's)."""
+    _check_variants(variants)
+    state = load_checkpoint(Path(checkpoint))
+    model = _model_of(state, checkpoint)
+    layer = _attention_layer(attention_layer, model.cfg.n_decoder_layers)
+    languages = _languages(state, source_language, target_language)
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not overwrite:
+        raise ExportError(f"{output_dir} exists already; replace it with overwrite=True (--overwrite)")
+    staging = _staging_directory(output_dir)
+    try:
+        (staging / TOKENIZER_FILE).write_bytes(state["tokenizer_model"])
+        export_graphs(model, staging, layer)
+        write_variants(staging, variants)
+        manifest = build_manifest(state, model, staging, name, version, languages, variants, layer)
+        (staging / MANIFEST_FILE).write_text(manifest.to_json())
+        _move_into_place(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output_dir
+
+
+def _check_variants(variants: Sequence[str]) -> None:
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown or not variants:
+        raise ExportError(f"variants must be among {', '.join(VARIANTS)}; got {', '.join(variants) or 'none'}")
+
+
+def _model_of(state: dict[str, Any], checkpoint: Path) -> Transformer:
+    """The checkpoint's model, checked against its tokenizer."""
+    try:
+        model = model_from_checkpoint(state)
+        tokenizer = load_tokenizer(state["tokenizer_model"])
+    except (TypeError, ValueError, RuntimeError) as exc:  # config or weights not of this model, bad tokenizer
+        raise CheckpointError(f"{checkpoint} does not fit this model code: {exc}") from exc
+    if tokenizer.get_piece_size() != model.cfg.vocab_size or tokenizer.pad_id() != model.cfg.pad_id:
+        raise CheckpointError(
+            f"{checkpoint}: tokenizer ({tokenizer.get_piece_size()} pieces, pad {tokenizer.pad_id()}) does not "
+            f"match the model ({model.cfg.vocab_size}, pad {model.cfg.pad_id})"
+        )
+    return model
+
+
+def _attention_layer(layer: int, n_layers: int) -> int:
+    if not -n_layers <= layer < n_layers:
+        raise ExportError(f"attention layer {layer} does not exist: the decoder has {n_layers} layers")
+    return layer % n_layers
+
+
+def _languages(state: dict[str, Any], source: str | None, target: str | None) -> tuple[str, str]:
+    source, target = source or state.get("source_language"), target or state.get("target_language")
+    if not source or not target:
+        raise ExportError("the checkpoint does not name its languages: give the source and target language")
+    return source, target
+
+
+def _staging_directory(output_dir: Path) -> Path:
+    """An empty directory beside `output_dir`, so the final rename stays on one file system."""
+    try:
+        output_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
+        staging.chmod(0o755)  # mkdtemp makes it private; a model directory is meant to be read by a server
+        return staging
+    except OSError as exc:
+        raise ExportError(f"cannot write a model directory at {output_dir}: {exc}") from exc
+
+
+def _move_into_place(staging: Path, output_dir: Path) -> None:
+    """Rename the finished directory to `output_dir`, replacing an older export only once this one is complete."""
+    if not output_dir.exists():
+        staging.rename(output_dir)
+        return
+    retired = staging.with_suffix(".old")
+    output_dir.rename(retired)
+    staging.rename(output_dir)
+    shutil.rmtree(retired)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model.export", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--output", type=Path, required=True, help="the model directory to write")
+    parser.add_argument("--name", help="model name (default: the output directory's name)")
+    parser.add_argument("--version", help="model version (default: the UTC time of the export)")
+    parser.add_argument("--variants", default="fp32,int8", help="comma-separated: fp32, int8, fp16")
+    parser.add_argument("--source-language", help="default: the checkpoint's")
+    parser.add_argument("--target-language", help="default: the checkpoint's")
+    parser.add_argument("--attention-layer", type=int, default=-1, help="decoder layer giving alignments")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+    args = parser.parse_args(argv)
+    try:
+        path = export_model(
+            args.checkpoint,
+            args.output,
+            name=args.name or args.output.name,
+            version=args.version or datetime.now(timezone.utc).strftime("%Y%m%d.%H%M%S"),
+            variants=[v.strip() for v in args.variants.split(",") if v.strip()],
+            source_language=args.source_language,
+            target_language=args.target_language,
+            attention_layer=args.attention_layer,
+            overwrite=args.overwrite,
+        )
+    except (CheckpointError, ExportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

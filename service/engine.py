@@ -1,0 +1,325 @@
+"""The translation engine: an exported model directory run by onnxruntime, searched by service/search.py.
+
+The encoder runs once per batch and returns the cross-attention keys/values of every decoder layer; the
+decoder then runs one step per target position, growing its self-attention key/value cache. All sessions
+of the process share one global onnxruntime thread pool (separate spinning pools fight over the cores).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import sentencepiece as spm
+
+from service.manifest import Manifest, ModelLoadError, read_manifest
+from service.search import SearchResult, beam_search, greedy_search
+from service.types import DecodeOptions, Hypothesis, StageTimings, Translation
+
+__all__ = ["Engine", "ModelLoadError", "OnnxIncrementalDecoder"]
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+_global_pool_threads: int | None = None  # intra-op threads of the process-wide pool, once created
+
+
+class OnnxIncrementalDecoder:
+    """The decoder session over one encoded batch, with its key/value cache (rows: sentences x beams)."""
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        memory: dict[str, np.ndarray],
+        source_mask: np.ndarray,
+        rows_per_sentence: int,
+        fetch_attention: bool,
+    ):
+        self._session = session
+        self._memory = memory  # one row per sentence: name -> (B, H, S, D)
+        self._source_mask = source_mask  # (B, S), True on real tokens
+        self._sentence = np.repeat(np.arange(len(source_mask)), rows_per_sentence)  # sentence of each row
+        self._memory_feeds = self._rows_of_sentences()
+        present = [o.name for o in session.get_outputs() if o.name.startswith("present_")]
+        self._outputs = ["log_probs", *present, *(["attention"] if fetch_attention else [])]
+        self._past = {name.replace("present_", "past_"): self._empty_cache(name) for name in present}
+
+    def _empty_cache(self, present_name: str) -> np.ndarray:
+        """A cache of length 0 for the first step, shaped and typed like the cross-attention memory."""
+        _, heads, _, head_size = next(iter(self._memory.values())).shape
+        dtype = _NUMPY_TYPES[_input_types(self._session)[present_name.replace("present_", "past_")]]
+        return np.zeros((len(self._sentence), heads, 0, head_size), dtype=dtype)
+
+    def _rows_of_sentences(self) -> dict[str, np.ndarray]:
+        """Memory and source mask repeated for each row of the search."""
+        feeds = {name: m[self._sentence] for name, m in self._memory.items()}
+        feeds["source_mask"] = self._source_mask[self._sentence]
+        return feeds
+
+    def step(self, tokens: np.ndarray, position: int) -> tuple[np.ndarray, np.ndarray | None]:
+        feeds = {
+            "token": tokens.astype(np.int64)[:, None],
+            "position": np.array(position, dtype=np.int64),
+            **self._memory_feeds,
+            **self._past,
+        }
+        outputs = self._session.run(self._outputs, feeds)
+        self._past = dict(zip(self._past, outputs[1 : 1 + len(self._past)], strict=True))
+        attention = outputs[-1] if self._outputs[-1] == "attention" else None
+        return outputs[0], attention
+
+    def select(self, rows: np.ndarray) -> None:
+        self._past = {name: cache[rows] for name, cache in self._past.items()}
+        sentence = self._sentence[rows]
+        if not np.array_equal(sentence, self._sentence):  # beams reordered within a sentence share memory
+            self._sentence = sentence
+            self._memory_feeds = self._rows_of_sentences()
+
+
+class Engine:
+    """Translates text with one exported model directory; calls from several threads may overlap."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        variant: str,
+        encoder: ort.InferenceSession,
+        decoder: ort.InferenceSession,
+        tokenizer: spm.SentencePieceProcessor,
+    ):
+        self._manifest = manifest
+        self._variant = variant
+        self._encoder = encoder
+        self._decoder = decoder
+        self._tokenizer = tokenizer
+        self._check_graphs()
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: Path,
+        providers: Sequence[str] = (CPU,),
+        intra_op_threads: int = 0,
+        variant: str | None = None,
+    ) -> Engine:
+        """Check a model directory (manifest, sha256 of every file) and open its sessions on `providers`."""
+        model_dir = Path(model_dir)
+        manifest = read_manifest(model_dir)
+        usable = _usable_providers(providers)
+        variant = variant or manifest.variant_for(usable[0])
+        if variant not in manifest.variants:
+            raise ModelLoadError(f"{model_dir} has no variant {variant!r} (it has {', '.join(manifest.variants)})")
+        files = manifest.variants[variant]
+        _use_global_thread_pool(intra_op_threads)
+        encoder = _open_session(model_dir / files.encoder, usable)
+        decoder = _open_session(model_dir / files.decoder, usable)
+        tokenizer = spm.SentencePieceProcessor(model_file=str(model_dir / manifest.tokenizer))
+        engine = cls(manifest, variant, encoder, decoder, tokenizer)
+        if engine.provider != providers[0]:
+            log.warning(
+                "asked for %s but this machine's onnxruntime offers %s: running %s on %s",
+                providers[0],
+                ", ".join(ort.get_available_providers()),
+                manifest.name,
+                engine.provider,
+            )
+        log.debug("loaded %s %s (%s) on %s", manifest.name, manifest.version, variant, engine.provider)
+        return engine
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def variant(self) -> str:
+        return self._variant
+
+    @property
+    def provider(self) -> str:
+        """The execution provider really running the decoder (after any fallback)."""
+        return str(self._decoder.get_providers()[0])
+
+    @property
+    def max_source_tokens(self) -> int:
+        """The most tokens the encoder takes, counted like `count_tokens` (eos included)."""
+        return self._manifest.max_positions
+
+    def tokenize(self, text: str) -> list[str]:
+        """The subword tokens the encoder sees for `text`: its pieces then "</s>"; [] for a text without any."""
+        return self._pieces(self._source_ids(text, check_length=False))
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens the encoder sees for `text`, eos included; 0 for a text without tokens."""
+        return len(self._source_ids(text, check_length=False))
+
+    def translate(self, texts: Sequence[str], options: DecodeOptions) -> list[Translation]:
+        """Translate a batch; results in input order, each as if translated alone. Empty text -> empty result."""
+        _check_options(options)
+        started = time.perf_counter()
+        sources = [self._source_ids(text) for text in texts]
+        nonempty = [i for i, source in enumerate(sources) if source]
+        tokenized = encoded = time.perf_counter()
+        found: list[list[SearchResult]] = []
+        if nonempty:
+            batch = [sources[i] for i in nonempty]
+            decoder = self.encode(batch, options.beam_size, options.return_attention)
+            encoded = time.perf_counter()
+            found = self._search(decoder, batch, options)
+        decoded = time.perf_counter()
+        results = dict(zip(nonempty, found, strict=True))
+        translations = [self._translation(sources[i], results.get(i, []), options) for i in range(len(texts))]
+        timings = StageTimings(
+            tokenize=tokenized - started + time.perf_counter() - decoded,
+            encode=encoded - tokenized,
+            decode=decoded - encoded,
+        )
+        return [replace(t, timings=replace(timings)) for t in translations]
+
+    def _source_ids(self, text: str, check_length: bool = True) -> list[int]:
+        """Token ids the encoder sees: the text's subwords then eos; [] for a text without tokens."""
+        pieces = [int(i) for i in self._tokenizer.encode(text)]
+        ids = [*pieces, self._manifest.special_ids.eos] if pieces else []
+        if check_length and len(ids) > self.max_source_tokens:
+            raise ValueError(f"text has {len(ids)} tokens with eos; this model takes at most {self.max_source_tokens}")
+        return ids
+
+    def encode(
+        self, sources: Sequence[Sequence[int]], beam_size: int = 1, return_attention: bool = False
+    ) -> OnnxIncrementalDecoder:
+        """Run the encoder on token-id sequences (each ending with eos) and return the decoder over them,
+        with `beam_size` rows per sentence (the encoder runs once per sentence, not per beam)."""
+        pad = self._manifest.special_ids.pad
+        ids = np.full((len(sources), max(map(len, sources))), pad, dtype=np.int64)
+        for row, source in enumerate(sources):
+            ids[row, : len(source)] = source
+        names = [o.name for o in self._encoder.get_outputs()]
+        memory = dict(zip(names, self._encoder.run(names, {"source_ids": ids}), strict=True))
+        return OnnxIncrementalDecoder(self._decoder, memory, ids != pad, beam_size, return_attention)
+
+    def _search(
+        self, decoder: OnnxIncrementalDecoder, sources: list[list[int]], options: DecodeOptions
+    ) -> list[list[SearchResult]]:
+        ids, lengths = self._manifest.special_ids, self._max_lengths(sources, options)
+        if options.beam_size == 1:
+            found = greedy_search(decoder, lengths, ids.bos, ids.eos, options.length_penalty, options.return_attention)
+            return [[result] for result in found]
+        return beam_search(
+            decoder,
+            lengths,
+            ids.bos,
+            ids.eos,
+            options.beam_size,
+            options.n_best,
+            options.length_penalty,
+            options.return_attention,
+        )
+
+    def _max_lengths(self, sources: list[list[int]], options: DecodeOptions) -> np.ndarray:
+        """Steps allowed per sentence (eos included): the option's cap, else a * source tokens + b."""
+        if options.max_length is not None:
+            lengths = np.full(len(sources), options.max_length)
+        else:
+            a, b = self._manifest.max_length_a, self._manifest.max_length_b
+            lengths = np.array([int(a * len(s) + b) for s in sources])
+        return np.minimum(lengths, self._manifest.max_positions)
+
+    def _translation(self, source: list[int], found: list[SearchResult], options: DecodeOptions) -> Translation:
+        """Strings and trimmed attention for one sentence; `found` is empty when the source was."""
+        source_tokens = self._pieces(source)
+        if not source:
+            empty = np.zeros((0, 0), dtype=np.float32) if options.return_attention else None
+            return Translation(source_tokens, [Hypothesis("", [], [], 0.0, empty)])
+        hypotheses = [
+            Hypothesis(
+                text=self._tokenizer.decode(r.token_ids),
+                token_ids=r.token_ids,
+                tokens=self._pieces(r.token_ids),
+                score=r.score,
+                attention=None if r.attention is None else _trimmed(r.attention, len(r.token_ids), len(source)),
+            )
+            for r in found
+        ]
+        return Translation(source_tokens, hypotheses)
+
+    def _pieces(self, ids: list[int]) -> list[str]:
+        return [str(self._tokenizer.id_to_piece(i)) for i in ids]
+
+    def _check_graphs(self) -> None:
+        """The graphs must have the inputs and outputs the engine feeds and fetches."""
+        caches = [f"{kind}_{i}" for i in range(self._manifest.decoder_layers) for kind in ("key", "value")]
+        wanted = {
+            "encoder input": ({"source_ids"}, _input_types(self._encoder)),
+            "encoder output": ({f"memory_{c}" for c in caches}, {o.name for o in self._encoder.get_outputs()}),
+            "decoder input": (
+                {"token", "position", "source_mask", *(f"memory_{c}" for c in caches), *(f"past_{c}" for c in caches)},
+                _input_types(self._decoder),
+            ),
+            "decoder output": (
+                {"log_probs", "attention", *(f"present_{c}" for c in caches)},
+                {o.name for o in self._decoder.get_outputs()},
+            ),
+        }
+        for what, (names, present) in wanted.items():
+            missing = sorted(set(names) - set(present))
+            if missing:
+                raise ModelLoadError(f"{self._manifest.name}: {what}s {', '.join(missing)} are missing")
+
+
+def _trimmed(attention: np.ndarray, target_length: int, source_length: int) -> np.ndarray:
+    """Attention (target tokens x source tokens incl. eos) without the padding columns."""
+    return np.ascontiguousarray(attention[:target_length, :source_length], dtype=np.float32)
+
+
+def _check_options(options: DecodeOptions) -> None:
+    if options.beam_size < 1:
+        raise ValueError(f"beam_size must be at least 1, not {options.beam_size}")
+    if not 1 <= options.n_best <= options.beam_size:
+        raise ValueError(f"n_best must be between 1 and beam_size ({options.beam_size}), not {options.n_best}")
+    if options.max_length is not None and options.max_length < 1:
+        raise ValueError(f"max_length must be at least 1, not {options.max_length}")
+
+
+def _input_types(session: ort.InferenceSession) -> dict[str, str]:
+    return {i.name: i.type for i in session.get_inputs()}
+
+
+def _usable_providers(requested: Sequence[str]) -> list[str]:
+    """The requested providers this onnxruntime build has, CPU always last as the fallback."""
+    if not requested:
+        raise ValueError("no execution provider requested")
+    available = set(ort.get_available_providers())
+    usable = [p for p in requested if p in available]
+    return usable if CPU in usable else [*usable, CPU]
+
+
+def _use_global_thread_pool(intra_op_threads: int) -> None:
+    """Create the process-wide thread pool once; later engines share it whatever they ask for."""
+    global _global_pool_threads
+    if _global_pool_threads is None:
+        try:
+            ort.set_global_thread_pool_sizes(intra_op_threads, 1)
+        except Exception as exc:  # created before, outside this module: share it as it is
+            log.warning("could not size the global thread pool: %s", exc)
+        _global_pool_threads = intra_op_threads
+    elif intra_op_threads != _global_pool_threads:
+        log.warning(
+            "the global thread pool already has intra_op_threads=%d; ignoring %d",
+            _global_pool_threads,
+            intra_op_threads,
+        )
+
+
+def _open_session(path: Path, providers: list[str]) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.use_per_session_threads = False  # the global pool
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types and RuntimeError
+        raise ModelLoadError(f"{path} could not be loaded by onnxruntime: {exc}") from exc

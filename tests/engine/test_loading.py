@@ -1,0 +1,98 @@
+"""Loading a model directory: integrity checks, variants, provider fallback, and no torch on the serving side."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from service.engine import Engine, ModelLoadError
+from service.types import DecodeOptions
+from tests.engine.tiny import sentence_pairs
+
+
+@pytest.fixture
+def copy(model_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(model_dir, tmp_path / "en-fr"))
+
+
+def load(model_dir: Path, **kwargs: object) -> Engine:
+    return Engine.load(model_dir, intra_op_threads=1, **kwargs)  # type: ignore[arg-type]
+
+
+def test_modified_file_is_refused(copy: Path) -> None:
+    data = bytearray((copy / "decoder.int8.onnx").read_bytes())
+    data[-1] ^= 1
+    (copy / "decoder.int8.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match=r"decoder\.int8\.onnx does not match its sha256"):
+        load(copy, variant="fp32")
+
+
+def test_missing_file_is_refused(copy: Path) -> None:
+    (copy / "tokenizer.model").unlink()
+    with pytest.raises(ModelLoadError, match=r"tokenizer\.model is missing"):
+        load(copy)
+
+
+def test_missing_manifest_is_refused(copy: Path) -> None:
+    (copy / "manifest.json").unlink()
+    with pytest.raises(ModelLoadError, match="manifest.json is missing"):
+        load(copy)
+
+
+def test_malformed_manifest_is_refused(copy: Path) -> None:
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["special_ids"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="malformed.*special_ids"):
+        load(copy)
+
+
+def test_unknown_variant_is_refused(model_dir: Path) -> None:
+    with pytest.raises(ModelLoadError, match="no variant 'int4'"):
+        load(model_dir, variant="int4")
+
+
+def test_default_variant_on_cpu_is_int8(model_dir: Path) -> None:
+    engine = load(model_dir)
+    assert engine.variant == "int8"
+    pairs = sentence_pairs(20, seed=9)
+    translations = engine.translate([source for source, _ in pairs], DecodeOptions(beam_size=2))
+    assert sum(t.best.text == target for t, (_, target) in zip(translations, pairs, strict=True)) >= 12
+
+
+def test_fp16_variant_runs_with_fp16_caches(model_dir: Path, engine: Engine) -> None:
+    """fp16 is meant for CUDA; on CPU onnxruntime runs it through casts, which is enough to check it."""
+    fp16 = load(model_dir, variant="fp16")
+    sources = [[5, 9, 12, 3], [7, 3]]
+    decoder, reference = fp16.encode(sources, return_attention=True), engine.encode(sources, return_attention=True)
+    tokens = np.array([2, 2])
+    for position in range(4):
+        log_probs, attention = decoder.step(tokens, position)
+        expected, expected_attention = reference.step(tokens, position)
+        assert attention is not None and expected_attention is not None
+        assert log_probs.dtype == attention.dtype == np.float32
+        np.testing.assert_allclose(log_probs, expected, atol=0.05)
+        np.testing.assert_allclose(attention, expected_attention, atol=0.01)
+        tokens = expected.argmax(axis=1)
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA is available here")
+def test_cuda_falls_back_to_cpu_with_a_warning(model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="service.engine"):
+        engine = load(model_dir, providers=("CUDAExecutionProvider", "CPUExecutionProvider"), variant="fp32")
+    assert engine.provider == "CPUExecutionProvider"
+    assert "asked for CUDAExecutionProvider" in caplog.text
+    assert engine.translate(["cat"], DecodeOptions())[0].best.text == "chat"
+
+
+def test_serving_code_never_imports_torch() -> None:
+    code = "import service.engine, sys; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
