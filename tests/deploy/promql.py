@@ -60,9 +60,7 @@ def dashboard_promql(path: Path, variables: Mapping[str, str] | None = GRAFANA_V
                 continue
             if variables is not None:
                 expr = substitute_variables(expr, variables)
-            source = (
-                f"{Path(path).name}: panel {panel.get('title', panel.get('id'))!r} {target.get('refId', '')}"
-            )
+            source = f"{Path(path).name}: panel {panel.get('title', panel.get('id'))!r} {target.get('refId', '')}"
             found.append(PromQLExpr(source.strip(), expr))
     return found
 

@@ -68,9 +68,7 @@ def test_translator_builds_both_variants(compose: dict[str, Any]) -> None:
         assert service["build"]["args"]["VARIANT"] == variant
         assert service["healthcheck"]["test"][-1] == "/app/healthcheck.py"
         grace = int(service["environment"]["MT_GRACE_PERIOD_S"])
-        assert seconds(service["stop_grace_period"]) > grace, (
-            "stop_grace_period must exceed MT_GRACE_PERIOD_S"
-        )
+        assert seconds(service["stop_grace_period"]) > grace, "stop_grace_period must exceed MT_GRACE_PERIOD_S"
     assert "profiles" not in cpu
     assert gpu["profiles"] == ["gpu"]
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
@@ -96,9 +94,7 @@ def test_prometheus_scrapes_translator(compose: dict[str, Any]) -> None:
     prometheus = compose["services"]["prometheus"]
     assert bind_mounts(prometheus)["/etc/prometheus"] == "./deploy/prometheus"
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
-    targets = [
-        t for job in config["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]
-    ]
+    targets = [t for job in config["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]]
     assert "translator:9400" in targets
     assert "9400:9400" in compose["services"]["translator"]["ports"]
 

@@ -73,15 +73,11 @@ def test_runtime_has_no_training_code_torch_or_compilers() -> None:
     copies = [args for keyword, args in instructions() if keyword in ("COPY", "ADD")]
     for args in copies:
         sources = [word for word in args.split()[:-1] if not word.startswith("--")]
-        assert not any(re.match(r"\.?/?model/?$", source) for source in sources), (
-            f"copies training code: {args}"
-        )
+        assert not any(re.match(r"\.?/?model/?$", source) for source in sources), f"copies training code: {args}"
     runs = " ".join(args for keyword, args in instructions() if keyword == "RUN")
     for forbidden in ("torch", "gcc", "g++", "build-essential", "clang", "[train]"):
         assert forbidden not in runs, f"{forbidden} installed in the image"
-    runtime_copies_from = [
-        args for keyword, args in stages()["runtime"] if keyword == "COPY" and "--from=" in args
-    ]
+    runtime_copies_from = [args for keyword, args in stages()["runtime"] if keyword == "COPY" and "--from=" in args]
     assert runtime_copies_from == ["--from=builder /opt/venv /opt/venv"]
 
 
@@ -93,9 +89,7 @@ def test_serving_dependencies_have_no_torch() -> None:
 
 def test_build_context_allows_what_the_dockerfile_copies() -> None:
     allowed = {
-        line[1:].rstrip("/")
-        for line in (ROOT / ".dockerignore").read_text().splitlines()
-        if line.startswith("!")
+        line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")
     }
     local_copies = [args for keyword, args in instructions() if keyword == "COPY" and "--from=" not in args]
     for args in local_copies:

@@ -78,9 +78,7 @@ def test_panels_have_title_unit_and_datasource(path: Path) -> None:
 def test_dashboard_identity(path: Path) -> None:
     dashboard = load(path)
     assert dashboard.get("uid") and dashboard.get("title")
-    assert "id" not in dashboard or dashboard["id"] is None, (
-        "provisioned dashboards must not carry a database id"
-    )
+    assert "id" not in dashboard or dashboard["id"] is None, "provisioned dashboards must not carry a database id"
 
 
 def test_dashboard_covers_the_service() -> None:

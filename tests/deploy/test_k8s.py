@@ -91,9 +91,7 @@ def test_grpc_probes(container: dict[str, Any], settings: dict[str, str]) -> Non
         assert container[probe]["grpc"]["port"] == port, probe
 
 
-def test_graceful_shutdown(
-    deployment: dict[str, Any], container: dict[str, Any], settings: dict[str, str]
-) -> None:
+def test_graceful_shutdown(deployment: dict[str, Any], container: dict[str, Any], settings: dict[str, str]) -> None:
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
     budget = int(pre_stop[1]) + int(settings["MT_GRACE_PERIOD_S"])
@@ -104,9 +102,7 @@ def test_graceful_shutdown(
 def test_runs_as_the_image_user(deployment: dict[str, Any], container: dict[str, Any]) -> None:
     pod_security = deployment["spec"]["template"]["spec"]["securityContext"]
     assert pod_security["runAsNonRoot"] is True
-    image_user = [
-        line.split()[1] for line in DOCKERFILE.read_text().splitlines() if line.startswith("USER ")
-    ][-1]
+    image_user = [line.split()[1] for line in DOCKERFILE.read_text().splitlines() if line.startswith("USER ")][-1]
     assert str(pod_security["runAsUser"]) == image_user.split(":")[0]
     security = container["securityContext"]
     assert security["allowPrivilegeEscalation"] is False
@@ -120,9 +116,7 @@ def test_resources(container: dict[str, Any], settings: dict[str, str]) -> None:
     assert int(settings["MT_INTRA_OP_THREADS"]) <= int(container["resources"]["limits"]["cpu"])
 
 
-def test_scrape_annotations(
-    deployment: dict[str, Any], container: dict[str, Any], settings: dict[str, str]
-) -> None:
+def test_scrape_annotations(deployment: dict[str, Any], container: dict[str, Any], settings: dict[str, str]) -> None:
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert annotations["prometheus.io/scrape"] == "true"

@@ -43,9 +43,7 @@ def test_dashboard_variables_use_exported_metrics() -> None:
 def test_histograms_are_queried_through_buckets() -> None:
     histograms = {name for name, metric in SERVICE_METRICS.items() if metric.type == "histogram"}
     for e in EXPRESSIONS:
-        assert not metric_names(e.expr) & histograms, (
-            f"{e.source}: query {histograms} via _bucket/_sum/_count"
-        )
+        assert not metric_names(e.expr) & histograms, f"{e.source}: query {histograms} via _bucket/_sum/_count"
 
 
 def test_metric_names_helper() -> None:

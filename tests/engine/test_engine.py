@@ -15,7 +15,7 @@ from model.reference import TorchIncrementalDecoder, translate_ids
 from model.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from service.engine import Engine
 from service.types import DecodeOptions
-from tests.engine.tiny import sentence_pairs
+from tests.support.tiny import sentence_pairs
 
 
 def random_texts(tokenizer: spm.SentencePieceProcessor, n: int, seed: int) -> list[str]:

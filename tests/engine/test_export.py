@@ -18,12 +18,12 @@ GRAPHS = ["encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.int8.onn
 
 
 @pytest.mark.parametrize("name", [*GRAPHS, "encoder.fp16.onnx", "decoder.fp16.onnx"])
-def test_graphs_pass_the_onnx_checker(model_dir: Path, name: str) -> None:
-    onnx.checker.check_model(str(model_dir / name), full_check=True)
+def test_graphs_pass_the_onnx_checker(tiny_model_dir: Path, name: str) -> None:
+    onnx.checker.check_model(str(tiny_model_dir / name), full_check=True)
 
 
-def test_decoder_has_dynamic_batch_source_and_cache_axes(model_dir: Path) -> None:
-    graph = onnx.load(model_dir / "decoder.onnx").graph
+def test_decoder_has_dynamic_batch_source_and_cache_axes(tiny_model_dir: Path) -> None:
+    graph = onnx.load(tiny_model_dir / "decoder.onnx").graph
     dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
     assert dims["token"] == ["batch", 1]
     assert dims["position"] == []
@@ -33,15 +33,15 @@ def test_decoder_has_dynamic_batch_source_and_cache_axes(model_dir: Path) -> Non
     assert [o.name for o in graph.output][:3] == ["log_probs", "attention", "present_key_0"]
 
 
-def test_decoder_step_has_no_runtime_shape_computation(model_dir: Path) -> None:
+def test_decoder_step_has_no_runtime_shape_computation(tiny_model_dir: Path) -> None:
     """Constant reshape targets: no Shape nodes left for onnxruntime to run at every step."""
-    ops = {node.op_type for node in onnx.load(model_dir / "decoder.onnx").graph.node}
+    ops = {node.op_type for node in onnx.load(tiny_model_dir / "decoder.onnx").graph.node}
     assert "Shape" not in ops
 
 
-def test_manifest_describes_the_directory(model_dir: Path, checkpoint: Path) -> None:
-    manifest = read_manifest(model_dir)
-    state = load_checkpoint(checkpoint)
+def test_manifest_describes_the_directory(tiny_model_dir: Path, tiny_checkpoint: Path) -> None:
+    manifest = read_manifest(tiny_model_dir)
+    state = load_checkpoint(tiny_checkpoint)
     assert (manifest.name, manifest.version) == ("en-fr", "1")
     assert (manifest.source_language, manifest.target_language) == ("en", "fr")
     assert manifest.vocab_size == state["model_config"]["vocab_size"]
@@ -51,9 +51,9 @@ def test_manifest_describes_the_directory(model_dir: Path, checkpoint: Path) -> 
     assert manifest.training == {"data": state["data"], "step": state["step"]}
     assert set(manifest.libraries) >= {"torch", "onnx", "onnxruntime"}
     assert set(manifest.variants) == {"fp32", "int8", "fp16"}
-    on_disk = sorted(p.name for p in model_dir.iterdir() if p.name != "manifest.json")
+    on_disk = sorted(p.name for p in tiny_model_dir.iterdir() if p.name != "manifest.json")
     assert sorted(manifest.files) == on_disk
-    assert all(sha256_file(model_dir / name) == digest for name, digest in manifest.files.items())
+    assert all(sha256_file(tiny_model_dir / name) == digest for name, digest in manifest.files.items())
 
 
 def test_missing_checkpoint(tmp_path: Path) -> None:
@@ -68,40 +68,40 @@ def test_unreadable_checkpoint(tmp_path: Path) -> None:
         export_model(tmp_path / "bad.pt", tmp_path / "out", "x", "1")
 
 
-def test_checkpoint_that_does_not_fit_the_model(tmp_path: Path, checkpoint: Path) -> None:
-    state = load_checkpoint(checkpoint)
+def test_checkpoint_that_does_not_fit_the_model(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    state = load_checkpoint(tiny_checkpoint)
     state["model_config"]["d_model"] *= 2  # a config the weights were not trained with
     torch.save(state, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="does not fit"):
         export_model(tmp_path / "other.pt", tmp_path / "out", "x", "1")
 
 
-def test_unwritable_output_leaves_nothing(tmp_path: Path, checkpoint: Path) -> None:
+def test_unwritable_output_leaves_nothing(tmp_path: Path, tiny_checkpoint: Path) -> None:
     (tmp_path / "file").write_text("a file where a directory should be")
     with pytest.raises(ExportError, match="cannot write"):
-        export_model(checkpoint, tmp_path / "file" / "en-fr", "x", "1")
+        export_model(tiny_checkpoint, tmp_path / "file" / "en-fr", "x", "1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
-def test_failure_midway_leaves_nothing(tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_midway_leaves_nothing(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args: object) -> None:
         raise RuntimeError("interrupted")
 
     monkeypatch.setattr(export, "export_graphs", fail)
     with pytest.raises(RuntimeError, match="interrupted"):
-        export_model(checkpoint, tmp_path / "en-fr", "x", "1")
+        export_model(tiny_checkpoint, tmp_path / "en-fr", "x", "1")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_existing_output_is_kept_without_overwrite(tmp_path: Path, checkpoint: Path) -> None:
+def test_existing_output_is_kept_without_overwrite(tmp_path: Path, tiny_checkpoint: Path) -> None:
     (tmp_path / "en-fr").mkdir()
     with pytest.raises(ExportError, match="exists"):
-        export_model(checkpoint, tmp_path / "en-fr", "x", "1")
+        export_model(tiny_checkpoint, tmp_path / "en-fr", "x", "1")
 
 
-def test_unknown_variant(tmp_path: Path, checkpoint: Path) -> None:
+def test_unknown_variant(tmp_path: Path, tiny_checkpoint: Path) -> None:
     with pytest.raises(ExportError, match="variants"):
-        export_model(checkpoint, tmp_path / "out", "x", "1", variants=("fp32", "int4"))
+        export_model(tiny_checkpoint, tmp_path / "out", "x", "1", variants=("fp32", "int4"))
 
 
 def test_command_line_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,8 +109,8 @@ def test_command_line_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_manifest_is_plain_json(model_dir: Path) -> None:
-    data = json.loads((model_dir / "manifest.json").read_text())
+def test_manifest_is_plain_json(tiny_model_dir: Path) -> None:
+    data = json.loads((tiny_model_dir / "manifest.json").read_text())
     assert data["variants"]["int8"] == {
         "encoder": "encoder.int8.onnx",
         "decoder": "decoder.int8.onnx",
@@ -118,10 +118,10 @@ def test_manifest_is_plain_json(model_dir: Path) -> None:
     }
 
 
-def test_overwrite_replaces_a_previous_export(tmp_path: Path, checkpoint: Path) -> None:
+def test_overwrite_replaces_a_previous_export(tmp_path: Path, tiny_checkpoint: Path) -> None:
     (tmp_path / "en-fr").mkdir()
     (tmp_path / "en-fr" / "stale.onnx").write_text("from an older export")
-    export_model(checkpoint, tmp_path / "en-fr", "en-fr", "2", variants=("int8",), overwrite=True)
+    export_model(tiny_checkpoint, tmp_path / "en-fr", "en-fr", "2", variants=("int8",), overwrite=True)
     manifest = read_manifest(tmp_path / "en-fr")
     assert manifest.version == "2"
     assert set(manifest.variants) == {"int8"}

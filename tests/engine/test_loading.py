@@ -15,16 +15,16 @@ import pytest
 
 from service.engine import Engine, ModelLoadError
 from service.types import DecodeOptions
-from tests.engine.tiny import sentence_pairs
+from tests.support.tiny import sentence_pairs
 
 
 @pytest.fixture
-def copy(model_dir: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(model_dir, tmp_path / "en-fr"))
+def copy(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_model_dir, tmp_path / "en-fr"))
 
 
-def load(model_dir: Path, **kwargs: object) -> Engine:
-    return Engine.load(model_dir, intra_op_threads=1, **kwargs)  # type: ignore[arg-type]
+def load(tiny_model_dir: Path, **kwargs: object) -> Engine:
+    return Engine.load(tiny_model_dir, intra_op_threads=1, **kwargs)  # type: ignore[arg-type]
 
 
 def test_modified_file_is_refused(copy: Path) -> None:
@@ -55,22 +55,22 @@ def test_malformed_manifest_is_refused(copy: Path) -> None:
         load(copy)
 
 
-def test_unknown_variant_is_refused(model_dir: Path) -> None:
+def test_unknown_variant_is_refused(tiny_model_dir: Path) -> None:
     with pytest.raises(ModelLoadError, match="no variant 'int4'"):
-        load(model_dir, variant="int4")
+        load(tiny_model_dir, variant="int4")
 
 
-def test_default_variant_on_cpu_is_int8(model_dir: Path) -> None:
-    engine = load(model_dir)
+def test_default_variant_on_cpu_is_int8(tiny_model_dir: Path) -> None:
+    engine = load(tiny_model_dir)
     assert engine.variant == "int8"
     pairs = sentence_pairs(20, seed=9)
     translations = engine.translate([source for source, _ in pairs], DecodeOptions(beam_size=2))
     assert sum(t.best.text == target for t, (_, target) in zip(translations, pairs, strict=True)) >= 12
 
 
-def test_fp16_variant_runs_with_fp16_caches(model_dir: Path, engine: Engine) -> None:
+def test_fp16_variant_runs_with_fp16_caches(tiny_model_dir: Path, engine: Engine) -> None:
     """fp16 is meant for CUDA; on CPU onnxruntime runs it through casts, which is enough to check it."""
-    fp16 = load(model_dir, variant="fp16")
+    fp16 = load(tiny_model_dir, variant="fp16")
     sources = [[5, 9, 12, 3], [7, 3]]
     decoder, reference = fp16.encode(sources, return_attention=True), engine.encode(sources, return_attention=True)
     tokens = np.array([2, 2])
@@ -85,9 +85,9 @@ def test_fp16_variant_runs_with_fp16_caches(model_dir: Path, engine: Engine) -> 
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA is available here")
-def test_cuda_falls_back_to_cpu_with_a_warning(model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_cuda_falls_back_to_cpu_with_a_warning(tiny_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="service.engine"):
-        engine = load(model_dir, providers=("CUDAExecutionProvider", "CPUExecutionProvider"), variant="fp32")
+        engine = load(tiny_model_dir, providers=("CUDAExecutionProvider", "CPUExecutionProvider"), variant="fp32")
     assert engine.provider == "CPUExecutionProvider"
     assert "asked for CUDAExecutionProvider" in caplog.text
     assert engine.translate(["cat"], DecodeOptions())[0].best.text == "chat"

@@ -32,9 +32,7 @@ def test_defaults() -> None:
 
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "serve.yaml"
-    config.write_text(
-        "grpc_port: 6000\nmax_batch_size: 16\nproviders: [CUDAExecutionProvider]\nlog_level: debug\n"
-    )
+    config.write_text("grpc_port: 6000\nmax_batch_size: 16\nproviders: [CUDAExecutionProvider]\nlog_level: debug\n")
     monkeypatch.setenv("MT_CONFIG_FILE", str(config))
     monkeypatch.setenv("MT_GRPC_PORT", "7000")
     monkeypatch.setenv("MT_AUTH_TOKENS", "a,b")

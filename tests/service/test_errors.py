@@ -47,9 +47,7 @@ def test_invalid_requests(start_server: Start, request_fields: dict[str, Any], m
 def test_limits_themselves_are_allowed(start_server: Start) -> None:
     server = start_server(**LIMITS)
     with server.client() as client:
-        response = client.translate(
-            ["x" * 20, "a b c", ""], beam_size=8, n_best=8, max_length=512, length_penalty=5
-        )
+        response = client.translate(["x" * 20, "a b c", ""], beam_size=8, n_best=8, max_length=512, length_penalty=5)
     assert len(response.translations) == 3
 
 

@@ -48,9 +48,7 @@ def test_request_id_comes_from_metadata_and_returns_in_trailers(start_server: St
 def test_scores_n_best_and_attention(start_server: Start) -> None:
     server = start_server()
     with server.client() as client:
-        response = client.translate(
-            ["a b c"], beam_size=3, n_best=2, return_scores=True, return_attention=True
-        )
+        response = client.translate(["a b c"], beam_size=3, n_best=2, return_scores=True, return_attention=True)
     [translation] = response.translations
     assert [h.text for h in translation.hypotheses] == ["c b a", "c b a #1"]
     assert [h.score for h in translation.hypotheses] == [-1.0, -2.0]
