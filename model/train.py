@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import random
 import shutil
 import signal
@@ -36,7 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from model.config import TrainConfig
+from model.config import OptimSettings, TrainConfig
 from model.data import (
     Batch,
     FilterCounts,
@@ -88,6 +89,24 @@ def init_distributed(device: torch.device) -> Distributed:
         return Distributed()
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Distributed(dist.get_rank(), world_size)
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` reports."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
+def describe_hardware(device: torch.device, world_size: int) -> str:
+    """What trains the model, as the model card reports it: the GPU's name, or the CPU's model, cores and threads."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{cpu_model()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    return f"{world_size} x {name}" if world_size > 1 else name
 
 
 def seed_everything(seed: int) -> None:
@@ -188,6 +207,13 @@ class Position:
     best_bleu: float = float("-inf")
 
 
+def finished(optim: OptimSettings, position: Position) -> bool:
+    """Whether a run at `position` has reached the configured step or epoch limit."""
+    return bool(optim.max_steps and position.step >= optim.max_steps) or bool(
+        optim.max_epochs and position.epoch >= optim.max_epochs
+    )
+
+
 class Trainer:
     """Owns the model, optimizer, data and run directory of one training run."""
 
@@ -199,6 +225,8 @@ class Trainer:
         if cfg.run.num_threads:
             torch.set_num_threads(cfg.run.num_threads)
         resume_state = self._resume_state(resume)
+        self.started = time.perf_counter() - (resume_state or {}).get("train_seconds", 0.0)  # counts across resumes
+        self.epoch_size = 0  # batches in the current epoch, once training is under way
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.tokenizer_model = (
             resume_state["tokenizer_model"] if resume_state else prepare_tokenizer(cfg, self.run_dir, self.dist)
@@ -301,6 +329,9 @@ class Trainer:
             "train_config": self.cfg.to_dict(),
             "metrics": dict(self.metrics),
             "data": self.train_split.description,
+            "epochs": round(self.position.epoch + self.position.batch_in_epoch / max(self.epoch_size, 1), 2),
+            "train_seconds": round(time.perf_counter() - self.started, 1),
+            "hardware": describe_hardware(self.device, self.dist.world_size),
         }
         if resumable:
             extra |= {
@@ -353,10 +384,7 @@ class Trainer:
         save_checkpoint(self.run_dir / "averaged.pt", averaged, self.tokenizer_model, **extra)
 
     def finished(self) -> bool:
-        optim, position = self.cfg.optim, self.position
-        return bool(optim.max_steps and position.step >= optim.max_steps) or bool(
-            optim.max_epochs and position.epoch >= optim.max_epochs
-        )
+        return finished(self.cfg.optim, self.position)
 
     @contextlib.contextmanager
     def stop_on_interrupt(self) -> Iterator[None]:
@@ -398,6 +426,7 @@ class Trainer:
         batches = epoch_batches(
             self.train_lengths, cfg.optim.max_tokens, cfg.run.seed, position.epoch, self.dist.rank, self.dist.world_size
         )
+        self.epoch_size = len(batches)
         while position.batch_in_epoch < len(batches):
             start = time.perf_counter()
             loss_sum, n_tokens = self.train_step(collate(self.train_split.pairs, batches[position.batch_in_epoch]))

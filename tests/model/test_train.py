@@ -77,14 +77,19 @@ def test_stopped_and_resumed_run_reaches_the_same_weights(tmp_path: Path) -> Non
     stopped.mkdir()
     shutil.copy(straight / "tokenizer.model", stopped / "tokenizer.model")
     train_cli(corpus, stopped, "optim.max_steps=5", *settings)
-    position = load_checkpoint(stopped / "last.pt")["position"]
+    first_part = load_checkpoint(stopped / "last.pt")
+    position = first_part["position"]
     assert (position["epoch"], position["batch_in_epoch"]) == (0, 5)  # stopped mid-epoch (7 batches per epoch)
+    assert first_part["epochs"] == round(5 / 7, 2) and first_part["train_seconds"] > 0
     with pytest.raises(SystemExit, match="exists: pass --resume"):
         train_cli(corpus, stopped, "optim.max_steps=10", *settings)
     train_cli(corpus, stopped, "optim.max_steps=10", *settings, resume=True)
 
     a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(stopped / "last.pt")
     assert a["position"] == b["position"] and a["position"]["epoch"] >= 1
+    assert a["epochs"] == b["epochs"] == round(1 + 3 / 7, 2)
+    assert b["train_seconds"] > first_part["train_seconds"]  # the time before the stop counts too
+    assert "cores" in b["hardware"]  # CPU model, cores, threads
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
     for key in ("exp_avg", "exp_avg_sq"):
