@@ -9,7 +9,7 @@ from pathlib import Path
 from model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from model.config import ConfigError, load_config
 from model.data import CorpusError, read_parallel
-from model.evaluate import score, translate_lines
+from model.evaluate import decoding_name, score, translate_lines
 from model.tokenizer import load_tokenizer
 from model.train import train
 
@@ -27,7 +27,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
     sources, references = read_parallel(corpus_dir, args.split, source, target)
     for beam_size in sorted({1, args.beam_size}):
         hypotheses = translate_lines(model, tokenizer, sources, beam_size, args.length_penalty, args.batch_sentences)
-        name = "greedy" if beam_size == 1 else f"beam{beam_size}"
+        name = decoding_name(beam_size)
         output = args.checkpoint.with_name(f"{args.checkpoint.stem}.{args.split}.{source}-{target}.{name}.txt")
         output.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
         scores = score(hypotheses, references)
