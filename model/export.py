@@ -33,14 +33,7 @@ from torch.export import Dim
 from model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from model.model import KeyValue, Transformer
 from model.tokenizer import load_tokenizer
-from service.manifest import (
-    MANIFEST_FILE,
-    AttentionSource,
-    Manifest,
-    SpecialIds,
-    Variant,
-    sha256_file,
-)
+from service.manifest import AttentionSource, Manifest, SpecialIds, Variant, sha256_file, write_manifest
 
 OPSET = 20
 TOKENIZER_FILE = "tokenizer.model"
@@ -201,9 +194,25 @@ def write_variants(directory: Path, variants: Sequence[str]) -> None:
         (directory / fp32.decoder).unlink()
 
 
+def training_record(state: dict[str, Any], model: Transformer, checkpoint: Path) -> dict[str, Any]:
+    """How the model was trained, as far as its checkpoint says (None where it does not)."""
+    return {
+        "checkpoint": checkpoint.name,
+        "checkpoint_sha256": sha256_file(checkpoint),
+        "step": state.get("step"),
+        "epochs": state.get("epochs"),
+        "train_seconds": state.get("train_seconds"),
+        "hardware": state.get("hardware"),
+        "parameters": model.num_parameters(),
+        "data": state.get("data"),
+        "config": state.get("train_config"),
+    }
+
+
 def build_manifest(
     state: dict[str, Any],
     model: Transformer,
+    checkpoint: Path,
     directory: Path,
     name: str,
     version: str,
@@ -211,7 +220,7 @@ def build_manifest(
     variants: Sequence[str],
     attention_layer: int,
 ) -> Manifest:
-    """Describe the directory's files (with their sha256) and the model they hold."""
+    """Describe the directory's files (with their sha256), the model they hold and how it was trained."""
     tokenizer = load_tokenizer(state["tokenizer_model"])
     cfg = model.cfg
     return Manifest(
@@ -241,7 +250,7 @@ def build_manifest(
             "onnxscript": onnxscript.__version__,
         },
         model_config=cfg.to_dict(),
-        training={"data": state.get("data"), "step": state.get("step")},
+        training=training_record(state, model, checkpoint),
         scores=dict(state.get("metrics") or {}),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
@@ -272,8 +281,8 @@ def export_model(
         (staging / TOKENIZER_FILE).write_bytes(state["tokenizer_model"])
         export_graphs(model, staging, layer)
         write_variants(staging, variants)
-        manifest = build_manifest(state, model, staging, name, version, languages, variants, layer)
-        (staging / MANIFEST_FILE).write_text(manifest.to_json())
+        manifest = build_manifest(state, model, Path(checkpoint), staging, name, version, languages, variants, layer)
+        write_manifest(staging, manifest)
         _move_into_place(staging, output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -336,6 +345,11 @@ def _move_into_place(staging: Path, output_dir: Path) -> None:
     shutil.rmtree(retired)
 
 
+def default_version() -> str:
+    """A model version from the UTC time of the export, e.g. 20250101.120000."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d.%H%M%S")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.export", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
@@ -353,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.checkpoint,
             args.output,
             name=args.name or args.output.name,
-            version=args.version or datetime.now(timezone.utc).strftime("%Y%m%d.%H%M%S"),
+            version=args.version or default_version(),
             variants=[v.strip() for v in args.variants.split(",") if v.strip()],
             source_language=args.source_language,
             target_language=args.target_language,

@@ -136,6 +136,14 @@ def read_manifest(model_dir: Path) -> Manifest:
     return manifest
 
 
+def write_manifest(model_dir: Path, manifest: Manifest) -> None:
+    """Replace a model directory's manifest atomically (a reader sees the old one or the new one, never half)."""
+    path = model_dir / MANIFEST_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(manifest.to_json())
+    tmp.replace(path)
+
+
 def _check_listed(manifest: Manifest, path: Path) -> None:
     """The tokenizer and every variant's graphs must be among the hashed files."""
     needed = {manifest.tokenizer} | {f for v in manifest.variants.values() for f in (v.encoder, v.decoder)}

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from model import export
-from model.checkpoint import CheckpointError, load_checkpoint
+from model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from model.export import ExportError, export_model
 from service.manifest import read_manifest, sha256_file
 
@@ -48,7 +48,9 @@ def test_manifest_describes_the_directory(tiny_model_dir: Path, tiny_checkpoint:
     assert (manifest.special_ids.pad, manifest.special_ids.bos, manifest.special_ids.eos) == (0, 2, 3)
     assert manifest.attention.layer == state["model_config"]["n_decoder_layers"] - 1
     assert manifest.scores == state["metrics"]
-    assert manifest.training == {"data": state["data"], "step": state["step"]}
+    assert manifest.training["checkpoint_sha256"] == sha256_file(tiny_checkpoint)
+    assert (manifest.training["data"], manifest.training["step"]) == (state["data"], state["step"])
+    assert manifest.training["parameters"] == model_from_checkpoint(state).num_parameters()
     assert set(manifest.libraries) >= {"torch", "onnx", "onnxruntime"}
     assert set(manifest.variants) == {"fp32", "int8", "fp16"}
     on_disk = sorted(p.name for p in tiny_model_dir.iterdir() if p.name != "manifest.json")
