@@ -105,7 +105,7 @@ def describe_hardware(device: torch.device, world_size: int) -> str:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"{cpu_model()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+        name = f"{cpu_model()}, {os.cpu_count()} cores ({torch.get_num_threads()} used by torch)"
     return f"{world_size} x {name}" if world_size > 1 else name
 
 
