@@ -1,4 +1,4 @@
-"""Command line: `python -m model train | evaluate | translate` (see `--help` of each)."""
+"""Command line: `python -m model train | evaluate | translate | pipeline` (see `--help` of each)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from model.checkpoint import CheckpointError, load_checkpoint, model_from_checkp
 from model.config import ConfigError, load_config
 from model.data import CorpusError, read_parallel
 from model.evaluate import decoding_name, score, translate_lines
+from model.export import ExportError
+from model.pipeline import STAGES, PipelineError, run_pipeline
 from model.tokenizer import load_tokenizer
 from model.train import train
+from service.manifest import ModelLoadError
 
 
 def train_command(args: argparse.Namespace) -> None:
@@ -44,6 +47,11 @@ def translate_command(args: argparse.Namespace) -> None:
         print(translation)
 
 
+def pipeline_command(args: argparse.Namespace) -> None:
+    statuses = run_pipeline(args.config, args.output, args.set, args.run_dir, args.stop_after, args.threads)
+    print("pipeline: " + ", ".join(f"{stage} {status}" for stage, status in statuses.items()))
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m model", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -66,6 +74,19 @@ def parser() -> argparse.ArgumentParser:
     translate.add_argument("text", nargs="*")
     translate.set_defaults(run=translate_command)
 
+    pipeline = commands.add_parser(
+        "pipeline", help="tokenizer, training, export, evaluation and model card of one language pair"
+    )
+    pipeline.add_argument("--config", type=Path, required=True)
+    pipeline.add_argument("--output", type=Path, required=True, help="the model directory, e.g. models/en-fr")
+    pipeline.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=0.001")
+    pipeline.add_argument(
+        "--run-dir", type=Path, help="bundle this existing training run as it is (no training); default: train"
+    )
+    pipeline.add_argument("--stop-after", choices=STAGES, default=STAGES[-1], help="last stage to run")
+    pipeline.add_argument("--threads", type=int, default=0, help="onnxruntime threads for evaluation (0: all cores)")
+    pipeline.set_defaults(run=pipeline_command)
+
     for command in (evaluate, translate):
         command.add_argument("--beam-size", type=int, default=4 if command is evaluate else 1)
         command.add_argument("--length-penalty", type=float, default=1.0)
@@ -76,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
         args.run(args)
-    except (ConfigError, CorpusError, CheckpointError) as exc:
+    except (ConfigError, CorpusError, CheckpointError, ExportError, ModelLoadError, PipelineError) as exc:
         sys.exit(f"error: {exc}")
 
 
