@@ -34,5 +34,13 @@ proto: install ## regenerate service/api from proto/ (committed; tests/service/t
 train: install ## train a model from a config: make train CONFIG=model/configs/multi30k_en_fr.yaml
 	$(PY) -m model train --config $(CONFIG)
 
+pipeline: install ## tokenizer, training, export, evaluation, model card: make pipeline PAIR=en-fr [RUN_DIR=an existing run]
+	$(PY) -m model pipeline --config model/configs/multi30k_$(subst -,_,$(PAIR)).yaml --output $(MODELS_ROOT)/$(PAIR) \
+		$(if $(RUN_DIR),--run-dir $(RUN_DIR))
+
+export: install ## export a checkpoint to a model directory: make export CHECKPOINT=runs/multi30k_en_fr/best.pt PAIR=en-fr
+	@test -n "$(CHECKPOINT)" || { echo "usage: make export CHECKPOINT=path/to/checkpoint.pt [PAIR=en-fr]"; exit 2; }
+	$(PY) -m model.export --checkpoint $(CHECKPOINT) --output $(MODELS_ROOT)/$(PAIR)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
