@@ -212,9 +212,7 @@ class _Lane:
             if hi + 1 < len(same_key):
                 grown.append((same_key[hi + 1].item.tokens - oldest.item.tokens, lo, hi + 1))
             fitting = [
-                g
-                for g in grown
-                if (g[2] - g[1] + 1) * same_key[g[2]].item.tokens <= self.limits.max_batch_tokens
+                g for g in grown if (g[2] - g[1] + 1) * same_key[g[2]].item.tokens <= self.limits.max_batch_tokens
             ]
             if not fitting:
                 break
@@ -224,9 +222,7 @@ class _Lane:
 
     def _drop_expired(self) -> None:
         now = time.monotonic()
-        expired = {
-            e.request for e in self.waiting if e.request.deadline is not None and e.request.deadline <= now
-        }
+        expired = {e.request for e in self.waiting if e.request.deadline is not None and e.request.deadline <= now}
         for request in expired:
             request.fail(DeadlineExceeded("the deadline passed while the request waited in the queue"))
             self.withdraw(request)
@@ -248,9 +244,7 @@ class _Lane:
                 self.executor, self.backend.translate, [e.item.text for e in batch], options
             )
             if len(results) != len(batch):
-                raise RuntimeError(
-                    f"model {self.name} returned {len(results)} results for {len(batch)} sentences"
-                )
+                raise RuntimeError(f"model {self.name} returned {len(results)} results for {len(batch)} sentences")
         except asyncio.CancelledError:
             self._fail(batch, Draining("the server stopped before this request was translated"))
             raise
@@ -263,9 +257,7 @@ class _Lane:
             self.metrics.batch_inference.labels(self.name).observe(time.perf_counter() - start)
         self.metrics.sentences.labels(self.name).inc(len(batch))
         self.metrics.input_tokens.labels(self.name).inc(sum(tokens))
-        self.metrics.output_tokens.labels(self.name).inc(
-            sum(len(h.tokens) for r in results for h in r.hypotheses)
-        )
+        self.metrics.output_tokens.labels(self.name).inc(sum(len(h.tokens) for r in results for h in r.hypotheses))
         for entry, result in zip(batch, results, strict=True):
             entry.request.deliver(entry.index, result)
 
@@ -278,9 +270,7 @@ class _Lane:
 class Batcher:
     """Queues sentences of concurrent requests per model and translates them in dynamic batches."""
 
-    def __init__(
-        self, backends: Mapping[str, TranslationBackend], limits: BatchLimits, metrics: Metrics
-    ) -> None:
+    def __init__(self, backends: Mapping[str, TranslationBackend], limits: BatchLimits, metrics: Metrics) -> None:
         self._backends = backends
         self._limits = limits
         self._metrics = metrics
@@ -293,9 +283,7 @@ class Batcher:
         lane = self._lanes.get(model)
         return len(lane.waiting) if lane else 0
 
-    async def submit(
-        self, items: Sequence[Item], key: BatchKey, deadline: float | None = None
-    ) -> list[Translation]:
+    async def submit(self, items: Sequence[Item], key: BatchKey, deadline: float | None = None) -> list[Translation]:
         """Translates `items` (in order) in batches shared with other requests of the same key.
 
         `deadline` is a time.monotonic() instant. Raises QueueFull, DeadlineExceeded, Draining,

@@ -34,15 +34,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
-    models_root: Path = Field(
-        Path("models"), description="folder whose subfolders with a manifest.json are served"
-    )
+    models_root: Path = Field(Path("models"), description="folder whose subfolders with a manifest.json are served")
     host: str = Field("0.0.0.0", description="address the gRPC and metrics servers bind")
     grpc_port: Port = 50051
     metrics_port: Port = 9400
-    providers: StrList = Field(
-        ["CPUExecutionProvider"], description="onnxruntime execution providers, in order"
-    )
+    providers: StrList = Field(["CPUExecutionProvider"], description="onnxruntime execution providers, in order")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per model; 0 = automatic")
     max_batch_size: Positive = Field(32, description="sentences in one model call")
     max_batch_tokens: Positive = Field(4096, description="padded source tokens in one model call")

@@ -44,9 +44,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.requests = Counter(
-            "mt_requests_total", "Requests answered", ["method", "model", "code"], registry=r
-        )
+        self.requests = Counter("mt_requests_total", "Requests answered", ["method", "model", "code"], registry=r)
         self.queue_wait = Histogram(
             "mt_queue_wait_seconds",
             "Time a sentence waited in the queue before its batch started",
@@ -77,9 +75,7 @@ class Metrics:
         self.output_tokens = Counter(
             "mt_output_tokens_total", "Target tokens of returned hypotheses", ["model"], registry=r
         )
-        self.sentences = Counter(
-            "mt_sentences_total", "Sentences translated by the model", ["model"], registry=r
-        )
+        self.sentences = Counter("mt_sentences_total", "Sentences translated by the model", ["model"], registry=r)
         self.inflight = Gauge("mt_inflight_requests", "Requests being handled", ["method"], registry=r)
         self.queue_depth = Gauge("mt_queue_depth", "Sentences waiting for a batch", ["model"], registry=r)
         self.queue_capacity = Gauge(

@@ -36,9 +36,7 @@ def validate(request: pb.TranslateRequest, models: ModelSet, settings: Settings)
     if not texts:
         raise InvalidRequest("texts is empty; send at least one text")
     if len(texts) > settings.max_texts_per_request:
-        raise InvalidRequest(
-            f"{len(texts)} texts in one request; at most {settings.max_texts_per_request} are allowed"
-        )
+        raise InvalidRequest(f"{len(texts)} texts in one request; at most {settings.max_texts_per_request} are allowed")
     model = models.resolve(request.model)
     options = decode_options(request, settings)
     count_tokens = models[model].count_tokens
@@ -59,9 +57,7 @@ def decode_options(request: pb.TranslateRequest, settings: Settings) -> DecodeOp
     """The search options of a request, its zeros replaced by the defaults."""
     beam_size = request.beam_size or 1
     if beam_size > settings.max_beam_size:
-        raise InvalidRequest(
-            f"beam_size is {beam_size}; it must be between 1 and {settings.max_beam_size} (0 means 1)"
-        )
+        raise InvalidRequest(f"beam_size is {beam_size}; it must be between 1 and {settings.max_beam_size} (0 means 1)")
     n_best = request.n_best or 1
     most = min(beam_size, settings.max_n_best)
     if n_best > most:
@@ -71,14 +67,12 @@ def decode_options(request: pb.TranslateRequest, settings: Settings) -> DecodeOp
         )
     if request.max_length > settings.max_length_limit:
         raise InvalidRequest(
-            f"max_length is {request.max_length}; at most {settings.max_length_limit} is allowed"
-            " (0 means automatic)"
+            f"max_length is {request.max_length}; at most {settings.max_length_limit} is allowed (0 means automatic)"
         )
     penalty = request.length_penalty or 1.0
     if not (math.isfinite(penalty) and 0 < penalty <= MAX_LENGTH_PENALTY):
         raise InvalidRequest(
-            f"length_penalty is {request.length_penalty:g}; it must be in (0, {MAX_LENGTH_PENALTY:g}]"
-            " (0 means 1.0)"
+            f"length_penalty is {request.length_penalty:g}; it must be in (0, {MAX_LENGTH_PENALTY:g}] (0 means 1.0)"
         )
     return DecodeOptions(
         beam_size=beam_size,
