@@ -1,5 +1,5 @@
 """The offline pipeline of one language pair in one command: tokenizer, training, checkpoint choice and ONNX export,
-evaluation through the service's engine, model card.
+evaluation through the service's engine, keeping only the served variant (int8), model card.
 
     python -m model pipeline --config model/configs/multi30k_en_fr.yaml --output models/en-fr
 
@@ -35,10 +35,11 @@ from model.train import train as run_training
 from service.engine import Engine
 from service.manifest import MANIFEST_FILE, read_manifest, sha256_file, write_manifest
 
-STAGES = ("tokenizer", "train", "export", "evaluate", "card")
+STAGES = ("tokenizer", "train", "export", "evaluate", "ship", "card")
 DONE, SKIPPED = "done", "skipped"
 EXPORT_VARIANTS = ("fp32", "int8")
 EVAL_VARIANTS = ("int8", "fp32")
+SHIPPED_VARIANTS = ("int8",)  # what the model directory keeps: the CPU default, a third of fp32's size
 TEST_SPLITS = ("test_2016_flickr", "test_2017_flickr")
 DECODINGS = (Decoding(beam_size=1), Decoding(beam_size=4))
 CANDIDATES = ("best.pt", "averaged.pt")  # in order of preference when they validate equally
@@ -72,6 +73,7 @@ class Pipeline:
             "train": self.train,
             "export": self.export,
             "evaluate": self.evaluate,
+            "ship": self.ship,
             "card": self.card,
         }
         statuses = {}
@@ -125,8 +127,7 @@ class Pipeline:
         if not (self.output / MANIFEST_FILE).exists():
             return None
         manifest = read_manifest(self.output)
-        complete = set(EXPORT_VARIANTS) <= set(manifest.variants) and "pipeline" in manifest.training
-        return manifest.training.get("checkpoint_sha256") if complete else None
+        return manifest.training.get("checkpoint_sha256") if "pipeline" in manifest.training else None
 
     def evaluate(self) -> Outcome:
         manifest = read_manifest(self.output)
@@ -147,6 +148,18 @@ class Pipeline:
             return Outcome(SKIPPED, f"{path} is up to date; {summary}")
         path.write_text(text, encoding="utf-8")
         return Outcome(DONE, f"wrote {path}; {summary}")
+
+    def ship(self) -> Outcome:
+        manifest = read_manifest(self.output)
+        extra = [name for name in manifest.variants if name not in SHIPPED_VARIANTS]
+        if not extra:
+            return Outcome(SKIPPED, f"{self.output} holds only {', '.join(manifest.variants)}")
+        write_manifest(self.output, manifest.without_variants(extra))  # unlist first: a crash leaves spare files
+        for name in extra:
+            for file in (manifest.variants[name].encoder, manifest.variants[name].decoder):
+                (self.output / file).unlink()
+        size = sum(f.stat().st_size for f in self.output.iterdir()) / 2**20
+        return Outcome(DONE, f"removed {', '.join(extra)} (scores kept in the manifest); {self.output}: {size:.1f} MiB")
 
 
 def bundled_progress(run_dir: Path) -> str:

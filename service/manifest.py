@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,18 @@ class Manifest:
                 "attention": AttentionSource(**data["attention"]),
                 "variants": {name: Variant(**v) for name, v in data["variants"].items()},
             }
+        )
+
+    def without_variants(self, names: Iterable[str]) -> Manifest:
+        """This manifest with the variants `names` dropped, their files no longer listed."""
+        dropped = set(names)
+        kept = {name: v for name, v in self.variants.items() if name not in dropped}
+        gone = {f for name in dropped for f in (self.variants[name].encoder, self.variants[name].decoder)}
+        return replace(
+            self,
+            variants=kept,
+            files={f: digest for f, digest in self.files.items() if f not in gone},
+            default_variants={p: v for p, v in self.default_variants.items() if v in kept},
         )
 
     def variant_for(self, provider: str) -> str:

@@ -88,6 +88,8 @@ def test_pipeline_makes_a_complete_model_directory(first_run: FirstRun) -> None:
     assert f"{results['test_2017_flickr']['fp32']['beam4']['bleu']:.2f}" in card
     engine = Engine.load(first_run.output, intra_op_threads=1)
     assert engine.variant == "int8" and engine.translate(["a b c"], DecodeOptions())[0].best.text
+    assert set(manifest.variants) == {"int8"}, "only the served variant is shipped"
+    assert not list(first_run.output.glob("*coder.onnx")), "the fp32 graphs are removed"
 
 
 @pytest.mark.slow
@@ -109,7 +111,10 @@ def test_rerun_skips_every_stage(first_run: FirstRun, capsys: pytest.CaptureFixt
     )
     printed = capsys.readouterr().out
     assert {stage: status for stage, (status, _) in printed_stages(printed).items()} == dict.fromkeys(STAGES, "skipped")
-    assert "pipeline: tokenizer skipped, train skipped, export skipped, evaluate skipped, card skipped" in printed
+    assert (
+        "pipeline: tokenizer skipped, train skipped, export skipped, evaluate skipped, ship skipped, card skipped"
+        in printed
+    )
     assert read_manifest(first_run.output).version == version
 
 
