@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +11,8 @@ import pytest
 
 from model.export import main as export_main
 from service.engine import Engine
-from tests.integration.process import ServiceProcess
-
-MODEL = "en-fr"  # the suite's tiny model; on CPU the service runs its int8 variant
-# The same checkpoint exported again with fp32 only. fp32 answers do not depend on which sentences share a
-# batch; int8 quantizes activations per batch, so tests with concurrent callers use this model.
-FP32_MODEL = "en-fr-fp32"
-StartService = Callable[..., ServiceProcess]
+from tests.integration.calls import FP32_MODEL, MODEL
+from tests.integration.process import ServiceProcess, StartService
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -4,11 +4,10 @@ against (tests/deploy/service_metrics.py), so neither side can drift from the ot
 from __future__ import annotations
 
 import grpc
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.service_metrics import METHODS, SERVICE_METRICS, Metric
-from tests.integration.conftest import FP32_MODEL
+from tests.integration.calls import mixed_traffic
 from tests.integration.process import ServiceProcess
 
 
@@ -23,12 +22,8 @@ def exported_metrics(page: str) -> dict[str, Metric]:
 
 def test_exported_metrics_are_the_documented_ones(service: ServiceProcess) -> None:
     with service.client() as client:
-        client.translate(["big red car"])
-        client.translate(["small dog"], model=FP32_MODEL)
-        client.list_models()
-        with pytest.raises(grpc.RpcError):
-            client.translate(["cat"], beam_size=99)
+        mixed_traffic(client)
     assert exported_metrics(service.metrics_text()) == SERVICE_METRICS
     samples = service.samples()
-    assert {s.labels["method"] for s in samples if "method" in s.labels} <= METHODS
+    assert {s.labels["method"] for s in samples if "method" in s.labels} == METHODS
     assert {s.labels["code"] for s in samples if "code" in s.labels} <= {code.name for code in grpc.StatusCode}

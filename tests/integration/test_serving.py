@@ -13,8 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from service.engine import Engine
 from service.server import SERVICE_NAME
 from service.types import DecodeOptions
-from tests.integration.answers import assert_same_translations, best_texts
-from tests.integration.conftest import FP32_MODEL, MODEL
+from tests.integration.calls import FP32_MODEL, MODEL, assert_same_translations, best_texts
 from tests.integration.process import ROOT, SERVING, ServiceProcess, health_status
 from tests.support.tiny import sentence_pairs
 
@@ -71,3 +70,4 @@ def test_command_line_client(service: ServiceProcess, engines: dict[str, Engine]
     assert result.returncode == 0, result.stderr
     assert result.stdout == engines[MODEL].translate([text], DecodeOptions())[0].best.text + "\n"
     assert picture.read_bytes().startswith(b"\x89PNG")
+

@@ -14,9 +14,8 @@ from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.engine import Engine
 from service.types import DecodeOptions
-from tests.integration.answers import best_texts
-from tests.integration.conftest import FP32_MODEL, MODEL, StartService
-from tests.integration.process import NOT_SERVING, SERVING, ServiceProcess, health_status
+from tests.integration.calls import FP32_MODEL, MODEL, best_texts
+from tests.integration.process import NOT_SERVING, SERVING, ServiceProcess, StartService, health_status
 from tests.service.harness import wait_for
 from tests.support.tiny import sentence_pairs
 

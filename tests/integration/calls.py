@@ -1,14 +1,35 @@
-"""What a response of the service must hold, given the engine's translations of the same texts."""
+"""The models the end-to-end tests serve, calls to send them, and what must come back."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import grpc
 import numpy as np
 import pytest
 
 from service.api.translation.v1 import translation_pb2 as pb
+from service.client import TranslatorClient
 from service.types import Translation
+
+MODEL = "en-fr"  # the suite's tiny model; on CPU the service runs its int8 variant
+# The same checkpoint exported again with fp32 only. fp32 answers do not depend on which sentences share a
+# batch; int8 quantizes activations per batch, so tests with concurrent callers use this model.
+FP32_MODEL = "en-fr-fp32"
+
+
+def mixed_traffic(client: TranslatorClient) -> None:
+    """Calls of every method to both models, and calls refused with INVALID_ARGUMENT and NOT_FOUND."""
+    client.translate(["big red car"])
+    client.translate(["small dog"], model=FP32_MODEL)
+    [streamed] = client.translate_stream([pb.TranslateRequest(texts=["green tree"])])
+    assert streamed.status.code == grpc.StatusCode.OK.value[0]
+    client.list_models()
+    with pytest.raises(grpc.RpcError) as invalid:
+        client.translate(["cat"], beam_size=99)
+    with pytest.raises(grpc.RpcError) as unknown:
+        client.translate(["cat"], model="en-de")
+    assert (invalid.value.code(), unknown.value.code()) == (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
 
 
 def best_texts(response: pb.TranslateResponse) -> list[str]:
