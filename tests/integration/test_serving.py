@@ -71,3 +71,10 @@ def test_command_line_client(service: ServiceProcess, engines: dict[str, Engine]
     assert result.stdout == engines[MODEL].translate([text], DecodeOptions())[0].best.text + "\n"
     assert picture.read_bytes().startswith(b"\x89PNG")
 
+
+def test_text_too_long_for_the_model_is_invalid(service: ServiceProcess, engines: dict[str, Engine]) -> None:
+    limit = engines[MODEL].max_source_tokens  # below the server's max_text_tokens for the tiny model
+    with service.client() as client, pytest.raises(grpc.RpcError) as error:
+        client.translate(["cat " * limit])
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details() == f"texts[0] has {limit + 1} tokens; at most {limit} are allowed by model {MODEL}"
