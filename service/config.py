@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     max_queue_size: Positive = Field(1024, description="sentences waiting per model before refusing work")
     max_texts_per_request: Positive = 64
     max_text_chars: Positive = 2000
-    max_text_tokens: Positive = 256
+    max_text_tokens: Positive = Field(256, description="source tokens of a text, eos included; a model may take fewer")
     max_beam_size: Positive = 8
     max_n_best: Positive = 8
     max_length_limit: Positive = Field(512, description="largest max_length a request may ask for")

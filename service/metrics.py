@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from wsgiref.simple_server import WSGIServer
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 2.5, 5, 10)
 SENTENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -130,6 +130,11 @@ class MetricsHttpServer:
 
 
 def start_metrics_server(metrics: Metrics, host: str, port: int) -> MetricsHttpServer:
-    """Serves `metrics` over HTTP on host:port (0 picks a free port)."""
+    """Serves `metrics` over HTTP on host:port (0 picks a free port).
+
+    Without the `*_created` series prometheus_client would add to every counter and histogram: they are not
+    part of the metrics contract, and Prometheus would store each as one more series. (A process-wide switch.)
+    """
+    disable_created_metrics()
     httpd, thread = start_http_server(port, addr=host, registry=metrics.registry)
     return MetricsHttpServer(httpd, thread)

@@ -39,16 +39,18 @@ def validate(request: pb.TranslateRequest, models: ModelSet, settings: Settings)
         raise InvalidRequest(f"{len(texts)} texts in one request; at most {settings.max_texts_per_request} are allowed")
     model = models.resolve(request.model)
     options = decode_options(request, settings)
-    count_tokens = models[model].count_tokens
+    backend = models[model]
+    max_tokens = min(settings.max_text_tokens, backend.max_source_tokens)
+    whose = f" by model {model}" if max_tokens < settings.max_text_tokens else ""
     tokens = []
     for i, text in enumerate(texts):
         if len(text) > settings.max_text_chars:
             raise InvalidRequest(
                 f"texts[{i}] has {len(text)} characters; at most {settings.max_text_chars} are allowed"
             )
-        n = 0 if is_blank(text) else count_tokens(text)
-        if n > settings.max_text_tokens:
-            raise InvalidRequest(f"texts[{i}] has {n} tokens; at most {settings.max_text_tokens} are allowed")
+        n = 0 if is_blank(text) else backend.count_tokens(text)
+        if n > max_tokens:
+            raise InvalidRequest(f"texts[{i}] has {n} tokens; at most {max_tokens} are allowed{whose}")
         tokens.append(n)
     return Job(model, texts, tokens, options, request.return_scores)
 

@@ -32,6 +32,7 @@ class ReversingBackend:
 
     `delay` seconds per batch; a text containing `fail_on` makes its whole batch raise; while `gate`
     is clear (pass `threading.Event()`), batches block on it. `batches` records the texts of every batch.
+    Like the engine, it fails a batch holding a text of more than `max_source_tokens` tokens.
     """
 
     name: str = "en-fr"
@@ -39,6 +40,7 @@ class ReversingBackend:
     fail_on: str | None = None
     gate: threading.Event = field(default_factory=_open_gate)
     provider: str = "CPUExecutionProvider"
+    max_source_tokens: int = 1024
     batches: list[list[str]] = field(default_factory=list)
 
     @property
@@ -54,6 +56,8 @@ class ReversingBackend:
         time.sleep(self.delay)
         if self.fail_on is not None and any(self.fail_on in text for text in texts):
             raise RuntimeError(f"/secret/path/model.onnx: failed on {self.fail_on!r}")
+        if any(self.count_tokens(text) > self.max_source_tokens for text in texts):
+            raise ValueError(f"a text has more than {self.max_source_tokens} tokens")
         return [self._translate(text, options) for text in texts]
 
     def _translate(self, text: str, options: DecodeOptions) -> Translation:

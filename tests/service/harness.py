@@ -66,9 +66,9 @@ class ServerThread:
         self.loop.close()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
-    """Polls `condition` until it holds; fails the test after `timeout` seconds."""
+def wait_for(condition: Callable[[], bool], timeout: float = 10, interval: float = 0.002) -> None:
+    """Polls `condition` every `interval` seconds until it holds; fails the test after `timeout` seconds."""
     end = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < end, "condition not reached in time"
-        time.sleep(0.002)
+        time.sleep(interval)

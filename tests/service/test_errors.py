@@ -51,6 +51,16 @@ def test_limits_themselves_are_allowed(start_server: Start) -> None:
     assert len(response.translations) == 3
 
 
+def test_text_too_long_for_the_model_is_refused_before_batching(start_server: Start) -> None:
+    backend = ReversingBackend(max_source_tokens=3)
+    server = start_server({"en-fr": backend})
+    with server.client() as client, pytest.raises(grpc.RpcError) as error:
+        client.translate(["a b", "a b c"])
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details() == "texts[1] has 4 tokens; at most 3 are allowed by model en-fr"
+    assert ["a b c"] not in backend.batches  # a batch holding it would fail for every request in it
+
+
 def test_unknown_model(start_server: Start) -> None:
     server = start_server()
     with server.client() as client, pytest.raises(grpc.RpcError) as error:

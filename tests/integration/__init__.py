@@ -1,0 +1,1 @@
+"""End-to-end tests of the real service process, with real models, Prometheus and several replicas."""

@@ -1,0 +1,125 @@
+"""The real service as a child process (`python -m service`) on free loopback ports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from service.client import TranslatorClient
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+START_TIMEOUT_S = 90.0  # imports and model loading, on two cores shared with other work
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct TCP ports that are free on 127.0.0.1 (all held open while picked)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def health_status(address: str, service: str = "", timeout: float = 2.0) -> int:
+    """The gRPC health status of `service` at `address`; raises grpc.RpcError when it does not answer."""
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        status: int = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
+        return status
+
+
+class ServiceProcess:
+    """`python -m service` serving `models_root` on 127.0.0.1; its output goes to `log_file`.
+
+    `settings` become `MT_*` variables (grace_period_s=5 -> MT_GRACE_PERIOD_S=5); MT_* variables of the
+    test's own environment are not passed on.
+    """
+
+    def __init__(self, models_root: Path, log_file: Path, **settings: Any) -> None:
+        self.grpc_port, self.metrics_port = free_ports(2)
+        env = {name: value for name, value in os.environ.items() if not name.startswith("MT_")}
+        wanted = {
+            "models_root": models_root,
+            "host": "127.0.0.1",
+            "grpc_port": self.grpc_port,
+            "metrics_port": self.metrics_port,
+            "intra_op_threads": 1,
+            **settings,
+        }
+        env.update({f"MT_{name.upper()}": str(value) for name, value in wanted.items()})
+        self.log_file = log_file
+        with log_file.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def wait_serving(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Polls the health service until it says SERVING; fails if the process exits or takes too long."""
+        end = time.monotonic() + timeout
+        while True:
+            assert self.process.poll() is None, f"the service exited with {self.process.returncode}:\n{self.log()}"
+            with contextlib.suppress(grpc.RpcError):
+                if health_status(self.address, timeout=0.5) == SERVING:
+                    return
+            assert time.monotonic() < end, f"the service was not SERVING after {timeout} s:\n{self.log()}"
+            time.sleep(0.1)
+
+    def client(self, **kwargs: Any) -> TranslatorClient:
+        return TranslatorClient(self.address, **kwargs)
+
+    def metrics_text(self) -> str:
+        """The service's /metrics page."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as page:
+            text: str = page.read().decode()
+            return text
+
+    def samples(self) -> list[Sample]:
+        return [s for family in text_string_to_metric_families(self.metrics_text()) for s in family.samples]
+
+    def sample_sum(self, name: str, **labels: str) -> float:
+        """The sum of the samples `name` whose labels include `labels`."""
+        return sum(s.value for s in self.samples() if s.name == name and labels.items() <= s.labels.items())
+
+    def terminate(self) -> None:
+        """Sends SIGTERM: the service drains and exits."""
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int:
+        """The exit status, once the process has ended within `timeout` s."""
+        return self.process.wait(timeout)
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM, then SIGKILL if it is still running after `timeout` s."""
+        if self.process.poll() is None:
+            self.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+StartService = Callable[..., ServiceProcess]
