@@ -1,4 +1,4 @@
-"""The server as a process: SIGKILL and restart."""
+"""The server as a process: SIGTERM under load, SIGKILL and restart."""
 
 from __future__ import annotations
 
@@ -79,6 +79,26 @@ class Load:
     async def ended(self) -> None:
         """Waits until every client has stopped by itself."""
         await asyncio.gather(*self._tasks)
+
+
+def test_sigterm_under_load(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Accepted requests complete, later ones are refused UNAVAILABLE, and the process exits 0."""
+
+    async def scenario(service: ServiceProcess) -> Load:
+        await service.serving()
+        load = Load(service.address, clients=16)
+        await until(lambda: load.answered() >= 20, timeout=60)
+        service.signal(signal.SIGTERM)
+        load.mark()
+        await load.ended()  # each client sends until it is refused
+        return load
+
+    with ServiceProcess(tiny_model_dir.parent, tmp_path / "server.log") as service:
+        load = asyncio.run(scenario(service))
+        assert service.wait() == 0, service.output()
+    assert {status for status, _, _ in load.ends} == {OK, grpc.StatusCode.UNAVAILABLE}
+    assert any(status == OK and across for status, _, across in load.ends)  # in flight at the signal, answered
+    assert "stopped" in service.output()
 
 
 def test_a_retrying_client_rides_out_a_kill_and_restart(tiny_model_dir: Path, tmp_path: Path) -> None:
