@@ -7,16 +7,17 @@ import sys
 
 from service.config import ConfigError, load_settings
 from service.logs import configure_logging
+from service.manifest import ModelLoadError
 from service.server import load_backends, serve
 
 
 def main() -> int:
-    """Exit status: 0 after a graceful shutdown, 2 for bad settings or no models."""
+    """Exit status: 0 after a graceful shutdown, 2 for bad settings, no models or a model that does not load."""
     try:
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_json)
         backends = load_backends(settings)
-    except ConfigError as exc:
+    except (ConfigError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     asyncio.run(serve(settings, backends))

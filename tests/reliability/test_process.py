@@ -1,14 +1,17 @@
-"""The server as a process: SIGTERM under load, SIGKILL and restart."""
+"""The server as a process: SIGTERM under load, SIGKILL and restart, and a damaged model at start."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import random
+import shutil
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import pytest
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
@@ -126,3 +129,32 @@ def test_a_retrying_client_rides_out_a_kill_and_restart(tiny_model_dir: Path, tm
         load = asyncio.run(scenario(first))
     assert {status for status, _, _ in load.ends} == {OK}
     assert any(across for _, _, across in load.ends)  # some calls were in flight when the server died
+
+
+def tamper(model: Path) -> None:
+    data = bytearray((model / "encoder.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (model / "encoder.onnx").write_bytes(bytes(data))
+
+
+def remove_tokenizer(model: Path) -> None:
+    (model / "tokenizer.model").unlink()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (tamper, "encoder.onnx does not match its sha256 in manifest.json"),
+        (remove_tokenizer, "tokenizer.model is missing"),
+    ],
+)
+def test_a_damaged_model_stops_the_start(
+    tiny_model_dir: Path, tmp_path: Path, damage: Callable[[Path], None], message: str
+) -> None:
+    root = tmp_path / "models"
+    damage(Path(shutil.copytree(tiny_model_dir, root / "en-fr")))
+    with ServiceProcess(root, tmp_path / "server.log") as service:
+        status = service.wait()
+    output = service.output()
+    assert status == 2, output
+    assert message in output and "Traceback" not in output
