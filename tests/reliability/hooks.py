@@ -1,16 +1,23 @@
-"""Fault injection around the real engine: hold batches at the model, fail marked ones."""
+"""Fault injection around the real engine: hold batches at the model, fail marked ones; scenarios run on it."""
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
+from typing import Any
 
+from service.api.translation.v1 import translation_pb2 as pb
+from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.engine import Engine
 from service.manifest import Manifest
 from service.types import DecodeOptions, Translation
+from tests.reliability.calls import TEXTS, Reference, assert_serving, attempt, channel, until
+from tests.service.harness import ServerThread
 
 FAULT = f"injected fault in {tempfile.gettempdir()}/models/en-fr/encoder.onnx"  # a server path a client must not see
 
@@ -58,3 +65,30 @@ class HookedEngine:
         if self.poison is not None and any(self.poison in text for text in texts):
             raise RuntimeError(FAULT)
         return self.engine.translate(texts, options)
+
+
+Scenario = Callable[[ServerThread, HookedEngine, pb_grpc.TranslatorStub], Awaitable[None]]
+
+
+def run_held(engine: Engine, reference: Reference, scenario: Scenario, **settings: Any) -> HookedEngine:
+    """Runs `scenario` against a server whose model is busy with a first batch until the scenario admits it;
+    then checks that the server still serves."""
+    backend = HookedEngine(engine, poison=settings.pop("poison", None))
+    with closing(ServerThread({"en-fr": backend}, **settings)) as server:
+        backend.gated = True
+
+        async def main() -> None:
+            async with channel(server.address) as connection:
+                stub = pb_grpc.TranslatorStub(connection)
+                first = pb.TranslateRequest(id="first", texts=[TEXTS[0]])
+                busy = asyncio.ensure_future(attempt(stub.Translate(first)))
+                assert await asyncio.to_thread(backend.next_batch) == [TEXTS[0]]
+                await scenario(server, backend, stub)
+                outcome = await busy
+                assert isinstance(outcome, pb.TranslateResponse) and reference.matches(first, outcome)
+            backend.gated = False
+            await until(lambda: server.depth() == 0)
+            await assert_serving(server.address, reference)
+
+        asyncio.run(main())
+    return backend

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import grpc
+
 
 @dataclass
 class Tally:
@@ -17,6 +19,14 @@ class Tally:
     wrong: int = 0  # OK with a translation that is not the engine's answer, or an unexpected status
     bad_inputs: int = 0
     crashes: int = 0  # the server stopped serving (a health check or a normal request failed)
+
+    def count(self, status: grpc.StatusCode) -> None:
+        """One more request sent, ended with `status`."""
+        self.sent += 1
+        if status == grpc.StatusCode.OK:
+            self.answered += 1
+        else:
+            self.rejected[status.name] += 1
 
     def lines(self) -> list[str]:
         rejected = ", ".join(f"{code} {n}" for code, n in sorted(self.rejected.items())) or "none"

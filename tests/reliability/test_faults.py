@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
-from contextlib import closing
-from typing import Any
 
 import grpc
 import pytest
@@ -14,40 +11,10 @@ import pytest
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.engine import Engine
-from tests.reliability.calls import TEXTS, Outcome, Reference, assert_serving, attempt, channel, code, until
-from tests.reliability.hooks import HookedEngine
+from tests.reliability.calls import TEXTS, Reference, attempt, code, send, until
+from tests.reliability.hooks import HookedEngine, run_held
 from tests.reliability.tally import TALLY
 from tests.service.harness import ServerThread
-
-Scenario = Callable[[ServerThread, HookedEngine, pb_grpc.TranslatorStub], Awaitable[None]]
-
-
-def run_held(engine: Engine, reference: Reference, scenario: Scenario, **settings: Any) -> HookedEngine:
-    """Runs `scenario` against a server whose model is busy with a first batch until the scenario admits it;
-    then checks that the server still serves."""
-    backend = HookedEngine(engine, poison=settings.pop("poison", None))
-    with closing(ServerThread({"en-fr": backend}, **settings)) as server:
-        backend.gated = True
-
-        async def main() -> None:
-            async with channel(server.address) as connection:
-                stub = pb_grpc.TranslatorStub(connection)
-                first = pb.TranslateRequest(id="first", texts=[TEXTS[0]])
-                busy = asyncio.ensure_future(attempt(stub.Translate(first)))
-                assert await asyncio.to_thread(backend.next_batch) == [TEXTS[0]]
-                await scenario(server, backend, stub)
-                outcome = await busy
-                assert isinstance(outcome, pb.TranslateResponse) and reference.matches(first, outcome)
-            backend.gated = False
-            await until(lambda: server.depth() == 0)
-            await assert_serving(server.address, reference)
-
-        asyncio.run(main())
-    return backend
-
-
-def sent(stub: pb_grpc.TranslatorStub, request: pb.TranslateRequest, **kwargs: Any) -> asyncio.Future[Outcome[Any]]:
-    return asyncio.ensure_future(attempt(stub.Translate(request, **kwargs)))
 
 
 def test_a_caller_cancelling_mid_batch_does_not_disturb_the_others(engine: Engine, reference: Reference) -> None:
@@ -67,8 +34,7 @@ def test_a_caller_cancelling_mid_batch_does_not_disturb_the_others(engine: Engin
         backend.admit()
         with pytest.raises(asyncio.CancelledError):
             await leaving
-        TALLY.sent += 1
-        TALLY.rejected["CANCELLED"] += 1
+        TALLY.count(grpc.StatusCode.CANCELLED)
         for request, outcome in zip(requests[:2] + requests[3:], await asyncio.gather(*others), strict=True):
             assert isinstance(outcome, pb.TranslateResponse) and reference.matches(request, outcome)
 
@@ -83,8 +49,8 @@ def test_a_burst_of_expiring_deadlines(engine: Engine, reference: Reference) -> 
     patient = [pb.TranslateRequest(id=f"patient {i}", texts=[text]) for i, text in enumerate(TEXTS[81:101])]
 
     async def scenario(server: ServerThread, backend: HookedEngine, stub: pb_grpc.TranslatorStub) -> None:
-        waiting = [sent(stub, request, timeout=60) for request in patient]
-        expired = await asyncio.gather(*(sent(stub, request, timeout=rng.uniform(0, 0.3)) for request in late))
+        waiting = [send(stub, request, timeout=60) for request in patient]
+        expired = await asyncio.gather(*(send(stub, request, timeout=rng.uniform(0, 0.3)) for request in late))
         assert {code(outcome) for outcome in expired} == {grpc.StatusCode.DEADLINE_EXCEEDED}
         await until(lambda: server.depth() == len(patient))
         backend.admit(1 + len(patient))
@@ -109,7 +75,7 @@ def test_a_failing_batch_fails_only_its_own_requests(engine: Engine, reference: 
     requests[9].texts.append(f"{POISON} {TEXTS[0]}")
 
     async def scenario(server: ServerThread, backend: HookedEngine, stub: pb_grpc.TranslatorStub) -> None:
-        calls = [sent(stub, r, metadata=[("x-request-id", f"req-{r.id}")]) for r in requests]
+        calls = [send(stub, r, metadata=[("x-request-id", f"req-{r.id}")]) for r in requests]
         await until(lambda: server.depth() == sum(len(r.texts) for r in requests))
         backend.gated = False
         backend.admit()
