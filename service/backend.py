@@ -29,6 +29,10 @@ class TranslationBackend(Protocol):
     def manifest(self) -> ModelManifest: ...
     @property
     def provider(self) -> str: ...
+    @property
+    def max_source_tokens(self) -> int:
+        """The most source tokens the model takes, counted like `count_tokens`."""
+        ...
 
     def translate(self, texts: Sequence[str], options: DecodeOptions) -> list[Translation]:
         """Translates a batch; the results are in input order."""

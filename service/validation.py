@@ -41,16 +41,17 @@ def validate(request: pb.TranslateRequest, models: ModelSet, settings: Settings)
         )
     model = models.resolve(request.model)
     options = decode_options(request, settings)
-    count_tokens = models[model].count_tokens
+    backend = models[model]
+    most_tokens = min(settings.max_text_tokens, backend.max_source_tokens)
     tokens = []
     for i, text in enumerate(texts):
         if len(text) > settings.max_text_chars:
             raise InvalidRequest(
                 f"texts[{i}] has {len(text)} characters; at most {settings.max_text_chars} are allowed"
             )
-        n = 0 if is_blank(text) else count_tokens(text)
-        if n > settings.max_text_tokens:
-            raise InvalidRequest(f"texts[{i}] has {n} tokens; at most {settings.max_text_tokens} are allowed")
+        n = 0 if is_blank(text) else backend.count_tokens(text)
+        if n > most_tokens:
+            raise InvalidRequest(f"texts[{i}] has {n} tokens; at most {most_tokens} are allowed")
         tokens.append(n)
     return Job(model, texts, tokens, options, request.return_scores)
 

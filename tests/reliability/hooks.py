@@ -45,6 +45,10 @@ class HookedEngine:
     def provider(self) -> str:
         return self.engine.provider
 
+    @property
+    def max_source_tokens(self) -> int:
+        return self.engine.max_source_tokens
+
     def count_tokens(self, text: str) -> int:
         return self.engine.count_tokens(text)
 

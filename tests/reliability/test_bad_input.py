@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import grpc
 import pytest
 
+from service.api.translation.v1 import translation_pb2 as pb
+from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.client import TranslatorClient
 from service.client import main as client_main
+from service.engine import Engine
+from tests.reliability.calls import TEXTS, Reference, send, until
+from tests.reliability.hooks import HookedEngine, run_held
 from tests.reliability.tally import TALLY
 from tests.service.harness import ServerThread
 
@@ -23,3 +29,23 @@ def test_text_protobuf_cannot_carry_is_refused_by_the_client(
     assert capsys.readouterr().err == error
     assert server.sample("mt_requests_total", {"method": "Translate", "model": "en-fr", "code": "OK"}) == before
     TALLY.bad_inputs += 2
+
+
+def test_a_text_longer_than_the_model_takes_is_refused_alone(engine: Engine, reference: Reference) -> None:
+    """Within the server's token limit but over the model's: INVALID_ARGUMENT for it, not a failed batch."""
+    fine = pb.TranslateRequest(id="fine", texts=TEXTS[1:3])
+    too_long = pb.TranslateRequest(id="long", texts=[TEXTS[3], "cat " * engine.max_source_tokens])
+
+    async def scenario(server: ServerThread, backend: HookedEngine, stub: pb_grpc.TranslatorStub) -> None:
+        refused, answered = send(stub, too_long), send(stub, fine)
+        await until(lambda: server.depth() == 2 and refused.done() or server.depth() == 4)
+        backend.admit(2)
+        outcome = await refused
+        assert isinstance(outcome, grpc.aio.AioRpcError) and outcome.code() == grpc.StatusCode.INVALID_ARGUMENT
+        max_tokens = engine.max_source_tokens
+        assert outcome.details() == f"texts[1] has {max_tokens + 1} tokens; at most {max_tokens} are allowed"
+        response = await answered
+        assert isinstance(response, pb.TranslateResponse) and reference.matches(fine, response)
+
+    run_held(engine, reference, scenario)
+    TALLY.bad_inputs += 1

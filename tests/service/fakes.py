@@ -39,6 +39,7 @@ class ReversingBackend:
     fail_on: str | None = None
     gate: threading.Event = field(default_factory=_open_gate)
     provider: str = "CPUExecutionProvider"
+    max_source_tokens: int = 1024
     batches: list[list[str]] = field(default_factory=list)
 
     @property
