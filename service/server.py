@@ -96,7 +96,6 @@ class TranslationServer:
             self._metrics_http.close()
         log.info("stopped")
 
-
     async def _until_quiet(self, end: float) -> None:
         """Waits (refusing new requests UNAVAILABLE) until none came or ended for QUIET_S, or until `end`.
 
