@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
@@ -10,7 +12,7 @@ from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.client import TranslatorClient
 from service.client import main as client_main
 from service.engine import Engine
-from tests.reliability.calls import TEXTS, Reference, send, until
+from tests.reliability.calls import TEXTS, Reference, attempt, channel, send, until
 from tests.reliability.hooks import HookedEngine, run_held
 from tests.reliability.tally import TALLY
 from tests.service.harness import ServerThread
@@ -48,4 +50,18 @@ def test_a_text_longer_than_the_model_takes_is_refused_alone(engine: Engine, ref
         assert isinstance(response, pb.TranslateResponse) and reference.matches(fine, response)
 
     run_held(engine, reference, scenario)
+    TALLY.bad_inputs += 1
+
+
+def test_an_unknown_model_name_of_any_length_is_not_found(server: ServerThread) -> None:
+    """The message repeats only the start of a long name: a whole one would exceed gRPC's metadata limit."""
+
+    async def main() -> object:
+        async with channel(server.address) as connection:
+            stub = pb_grpc.TranslatorStub(connection)
+            return await attempt(stub.Translate(pb.TranslateRequest(texts=["cat"], model="x" * 100_000)))
+
+    outcome = asyncio.run(main())
+    assert isinstance(outcome, grpc.aio.AioRpcError) and outcome.code() == grpc.StatusCode.NOT_FOUND
+    assert outcome.details() == f"unknown model '{'x' * 128}…'; available models: en-fr"
     TALLY.bad_inputs += 1
