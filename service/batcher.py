@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -268,7 +269,10 @@ class _Lane:
 
 
 class Batcher:
-    """Queues sentences of concurrent requests per model and translates them in dynamic batches."""
+    """Queues sentences of concurrent requests per model and translates them in dynamic batches.
+
+    `last_active` is the time.monotonic() instant a request last came in or ended.
+    """
 
     def __init__(self, backends: Mapping[str, TranslationBackend], limits: BatchLimits, metrics: Metrics) -> None:
         self._backends = backends
@@ -277,6 +281,7 @@ class Batcher:
         self._lanes: dict[str, _Lane] = {}
         self._seq = itertools.count()
         self._closed = False
+        self.last_active = -math.inf
 
     def depth(self, model: str) -> int:
         """Sentences of `model` waiting for a batch."""
@@ -289,6 +294,7 @@ class Batcher:
         `deadline` is a time.monotonic() instant. Raises QueueFull, DeadlineExceeded, Draining,
         ModelNotFound, or the backend's exception.
         """
+        self.last_active = time.monotonic()
         if self._closed:
             raise Draining("the server is shutting down; retry on another replica")
         lane = self._lane(key.model)
@@ -310,6 +316,7 @@ class Batcher:
         except TimeoutError:
             raise DeadlineExceeded("the deadline passed before the translation was ready") from None
         finally:
+            self.last_active = time.monotonic()
             if request.future.cancelled():  # timed out or the caller was cancelled: free its queue slots
                 lane.withdraw(request)
 

@@ -27,9 +27,11 @@ class ModelNotFound(ServiceError):
     """The request names a model the server does not hold."""
 
     code = grpc.StatusCode.NOT_FOUND
+    SHOWN = 128  # characters of the name repeated in the message (gRPC caps a status message's size)
 
     def __init__(self, name: str, available: Iterable[str]) -> None:
-        super().__init__(f"unknown model {name!r}; available models: {', '.join(available)}")
+        shown = name if len(name) <= self.SHOWN else name[: self.SHOWN] + "…"
+        super().__init__(f"unknown model {shown!r}; available models: {', '.join(available)}")
 
 
 class QueueFull(ServiceError):

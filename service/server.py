@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Translator"].full_name
 WARM_UP_TEXT = "Hello world."
 FLUSH_S = 1.0  # after the batcher drained, time for the answered calls to send their responses
+QUIET_S = 0.25  # on shutdown the port closes once no request came or ended for this long (within the grace period)
 
 
 @dataclass
@@ -82,16 +83,27 @@ class TranslationServer:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self) -> None:
-        """Graceful shutdown: NOT_SERVING, refuse new work, finish accepted work within the grace period."""
+        """Graceful shutdown: NOT_SERVING, refuse new work, finish accepted work within the grace period,
+        and close the port once requests stop coming."""
         grace = self.settings.grace_period_s
         log.info("shutting down; finishing accepted work within %.1f s", grace)
         start = time.monotonic()
         await self.health.enter_graceful_shutdown()
         await self.batcher.close(timeout=grace)
+        await self._until_quiet(start + grace)
         await self.grpc_server.stop(max(grace - (time.monotonic() - start), FLUSH_S))
         if self._metrics_http is not None:
             self._metrics_http.close()
         log.info("stopped")
+
+    async def _until_quiet(self, end: float) -> None:
+        """Waits (refusing new requests UNAVAILABLE) until none came or ended for QUIET_S, or until `end`.
+
+        Closing the port sooner cuts off clients still sending: grpc answers the calls it has received but
+        not yet handed to the server CANCELLED (grpc/grpc#41785), which clients do not retry.
+        """
+        while (left := min(self.batcher.last_active + QUIET_S, end) - time.monotonic()) > 0:
+            await asyncio.sleep(left)
 
 
 def build_server(
