@@ -45,7 +45,8 @@ def test_a_text_longer_than_the_model_takes_is_refused_alone(engine: Engine, ref
         outcome = await refused
         assert isinstance(outcome, grpc.aio.AioRpcError) and outcome.code() == grpc.StatusCode.INVALID_ARGUMENT
         max_tokens = engine.max_source_tokens
-        assert outcome.details() == f"texts[1] has {max_tokens + 1} tokens; at most {max_tokens} are allowed"
+        expected = f"texts[1] has {max_tokens + 1} tokens; at most {max_tokens} are allowed by model en-fr"
+        assert outcome.details() == expected
         response = await answered
         assert isinstance(response, pb.TranslateResponse) and reference.matches(fine, response)
 
