@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 from google.protobuf.json_format import MessageToDict
@@ -18,10 +18,23 @@ from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 
 DEFAULT_ADDRESS = "localhost:50051"
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Translator"].full_name
+MAX_RETRIES = 4  # gRPC makes at most 5 attempts of a call
+# Every method is idempotent, so retrying is safe. A server that shuts down refuses new calls with UNAVAILABLE,
+# but gRPC core ends calls it received and had not yet handed to the service with CANCELLED
+# (https://github.com/grpc/grpc/issues/41785).
+RETRYABLE = ("UNAVAILABLE", "CANCELLED")
+LoadBalancing = Literal["pick_first", "round_robin"]
 
 
 class TranslatorClient:
-    """A blocking client; `token` is sent as `authorization: Bearer`, `tls_ca` (PEM file) turns on TLS."""
+    """A blocking client; `token` is sent as `authorization: Bearer`, `tls_ca` (PEM file) turns on TLS.
+
+    `address` may name several servers ("ipv4:10.0.0.1:50051,10.0.0.2:50051", or a DNS name with several
+    addresses): `load_balancing="round_robin"` spreads the calls over all of them, where gRPC's default
+    (pick_first) sends every call to one. `retries` is how many times a call refused by a server shutting
+    down or gone is tried again (see `RETRYABLE`); with round_robin the next try goes to the next server.
+    """
 
     def __init__(
         self,
@@ -31,11 +44,16 @@ class TranslatorClient:
         *,
         timeout: float | None = 60.0,
         max_message_bytes: int = 4 * 1024 * 1024,
+        load_balancing: LoadBalancing | None = None,
+        retries: int = 0,
     ) -> None:
-        options = [
+        options: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
         ]
+        config = service_config(load_balancing, retries)
+        if config is not None:
+            options.append(("grpc.service_config", config))
         if tls_ca is not None:
             credentials = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
             self._channel = grpc.secure_channel(address, credentials, options=options)
@@ -59,8 +77,8 @@ class TranslatorClient:
         request_id: str | None = None,
     ) -> pb.TranslateResponse:
         """Translates `texts` in one request (0 = the server's default for each option)."""
-        request = translate_request(
-            texts,
+        request = pb.TranslateRequest(
+            texts=texts,
             model=model,
             beam_size=beam_size,
             n_best=n_best,
@@ -99,22 +117,23 @@ class TranslatorClient:
         self.close()
 
 
-def translate_request(texts: Sequence[str], **fields: Any) -> pb.TranslateRequest:
-    """A TranslateRequest of `texts` and the other `fields`.
-
-    Raises ValueError for a string that is not valid Unicode (a lone surrogate, as a file name or argument
-    with undecodable bytes gives): protobuf strings are UTF-8 and cannot carry it.
-    """
-    named = [*((f"texts[{i}]", text) for i, text in enumerate(texts)), *fields.items()]
-    for name, value in named:
-        if isinstance(value, str):
-            try:
-                value.encode()
-            except UnicodeEncodeError as exc:
-                raise ValueError(
-                    f"{name} is not valid Unicode: {exc.reason} ({value[exc.start]!r} at position {exc.start})"
-                ) from None
-    return pb.TranslateRequest(texts=texts, **fields)
+def service_config(load_balancing: LoadBalancing | None = None, retries: int = 0) -> str | None:
+    """The gRPC service config (JSON) of a channel: its load-balancing policy, and retries of refused calls."""
+    if not 0 <= retries <= MAX_RETRIES:
+        raise ValueError(f"retries must be between 0 and {MAX_RETRIES}, not {retries}")
+    config: dict[str, Any] = {}
+    if load_balancing is not None:
+        config["loadBalancingConfig"] = [{load_balancing: {}}]
+    if retries:
+        policy = {
+            "maxAttempts": retries + 1,
+            "initialBackoff": "0.1s",
+            "maxBackoff": "1s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": list(RETRYABLE),
+        }
+        config["methodConfig"] = [{"name": [{"service": SERVICE_NAME}], "retryPolicy": policy}]
+    return json.dumps(config) if config else None
 
 
 def plot_attention(attention: pb.Attention, path: str | Path) -> None:
@@ -192,9 +211,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _print(batch, response, args.json)
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     grpc_port: Port = 50051
     metrics_port: Port = 9400
     providers: StrList = Field(["CPUExecutionProvider"], description="onnxruntime execution providers, in order")
-    intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per model; 0 = automatic")
+    intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads, one pool for all models; 0 = automatic")
     max_batch_size: Positive = Field(32, description="sentences in one model call")
     max_batch_tokens: Positive = Field(4096, description="padded source tokens in one model call")
     max_queue_delay_ms: float = Field(5.0, ge=0, description="longest wait for a fuller batch, under load")

@@ -159,7 +159,11 @@ class Engine:
         return len(self._source_ids(text, check_length=False))
 
     def translate(self, texts: Sequence[str], options: DecodeOptions) -> list[Translation]:
-        """Translate a batch; results in input order, each as if translated alone. Empty text -> empty result."""
+        """Translate a batch; results in input order. Empty text -> empty result.
+
+        Each result is the one the text gets alone, but for int8: it quantizes activations over the whole
+        batch, so its scores, and now and then its tokens, depend on the other texts of the batch.
+        """
         _check_options(options)
         started = time.perf_counter()
         sources = [self._source_ids(text) for text in texts]
