@@ -427,14 +427,18 @@ async def run_levels(
 # --- sentences -------------------------------------------------------------------------------------------
 
 
+def read_sentences(text_file: Path) -> list[str]:
+    """The non-blank lines of `text_file`, stripped."""
+    sentences = [line.strip() for line in text_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not sentences:
+        raise SystemExit(f"{text_file} has no sentences")
+    return sentences
+
+
 def load_sentences(address: str, model: str = "", text_file: Path | None = None) -> list[str]:
-    """The non-blank lines of `text_file`, else the Multi30k test set in the model's source language."""
+    """The sentences of `text_file`, else the Multi30k test set in the model's source language."""
     if text_file is not None:
-        lines = [line.strip() for line in text_file.read_text(encoding="utf-8").splitlines()]
-        sentences = [line for line in lines if line]
-        if not sentences:
-            raise SystemExit(f"{text_file} has no sentences")
-        return sentences
+        return read_sentences(text_file)
     with TranslatorClient(address) as client:
         models = client.list_models()
     info = next((m for m in models if m.name == model), None) if model else models[0]
