@@ -26,7 +26,7 @@ from tests.support.tiny import sentence_pairs
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(180, func_only=True)  # the tiny model fixture may take longer
 def test_bounded_run_against_a_started_server(tiny_model_dir: Path, tmp_path: Path) -> None:
     text_file = tmp_path / "sentences.txt"
     text_file.write_text("\n".join(source for source, _ in sentence_pairs(30)) + "\n")

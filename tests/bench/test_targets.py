@@ -68,7 +68,7 @@ def test_load_command_repeats_a_run_alone() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(300, func_only=True)  # the tiny model fixture may take longer
 def test_tiny_run_writes_verdicts_and_reports(tiny_model_dir: Path, tmp_path: Path) -> None:
     text_file = tmp_path / "sentences.txt"
     text_file.write_text("\n".join(source for source, _ in sentence_pairs(40)) + "\n")
