@@ -133,9 +133,6 @@ class ServerProcess:
                 time.sleep(0.2)
         raise RuntimeError(f"the server was not SERVING after {self.startup_timeout_s:.0f} s:\n{self.log_tail()}")
 
-    def rss_bytes(self) -> int:
-        return rss_bytes(self.pid)
-
     def log_tail(self, chars: int = 4000) -> str:
         if self._log is None:
             return ""

@@ -32,12 +32,20 @@ from pathlib import Path
 from typing import Any
 
 from bench.engine_bench import TranslateBatch, measure, onnxruntime_engines
-from bench.load import LevelResult, LoadSpec, ServerProcess, Target, markdown_table, read_sentences, run_levels
+from bench.load import (
+    CORPUS_SENTENCES,
+    LevelResult,
+    LoadSpec,
+    ServerProcess,
+    Target,
+    markdown_table,
+    read_sentences,
+    run_levels,
+)
 from bench.machine import describe_machine, source_sentences
 from service.engine import CPU
 from service.manifest import read_manifest
 
-SENTENCES = 1000  # the whole Multi30k test split
 UNBATCHED = {"MT_MAX_BATCH_SIZE": "1"}
 
 
@@ -250,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if plan.text_file is not None:
         sentences = read_sentences(plan.text_file)
     else:
-        sentences = source_sentences(plan.models_root / plan.model, SENTENCES)
+        sentences = source_sentences(plan.models_root / plan.model, CORPUS_SENTENCES)
     runs = measure_online(plan, sentences)
     mean_batch = runs["saturated"].result.server_mean_batch_size or 1.0
     offline = measure_offline(plan, sentences, max(1, round(mean_batch)))
