@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MODELS_ROOT ?= models
 PAIR ?= en-fr
+RESULTS ?= results
+INTRA_OP_THREADS ?= 1
+CHECKPOINT ?=
 
 .PHONY: install serve test lint typecheck proto train export pipeline bench clean
 
@@ -30,6 +33,14 @@ typecheck: install
 
 proto: install ## regenerate service/api from proto/ (committed; tests/service/test_proto.py checks they match)
 	PYTHON=$(PY) proto/generate.sh
+
+bench: install ## engine benchmark, load sweep, online targets under $(RESULTS)/; CHECKPOINT=... adds PyTorch, CTranslate2
+	$(PY) -m bench.engine_bench --model-dir $(MODELS_ROOT)/$(PAIR) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) \
+		--intra-op-threads $(INTRA_OP_THREADS) --output $(RESULTS)/engine
+	$(PY) -m bench.load --models-root $(MODELS_ROOT) --model $(PAIR) --concurrency 1 8 32 64 --requests 1000 \
+		--server-env MT_INTRA_OP_THREADS=$(INTRA_OP_THREADS) --output $(RESULTS)/online
+	$(PY) -m bench.targets --models-root $(MODELS_ROOT) --model $(PAIR) --intra-op-threads $(INTRA_OP_THREADS) \
+		--output $(RESULTS)/online
 
 train: install ## train a model from a config: make train CONFIG=model/configs/multi30k_en_fr.yaml
 	$(PY) -m model train --config $(CONFIG)

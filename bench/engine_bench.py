@@ -13,15 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-from service.engine import Engine
 from tqdm import tqdm
 
 from bench.machine import describe_machine, source_sentences
-from bench.nocache import RecomputingTorchDecoder
-from model.checkpoint import load_checkpoint, model_from_checkpoint
-from model.reference import TorchIncrementalDecoder, translate_ids
-from model.tokenizer import BOS_ID, EOS_ID, load_tokenizer
+from service.engine import Engine
 from service.types import DecodeOptions
 
 MAX_LENGTH_A, MAX_LENGTH_B = 1.5, 10
@@ -51,11 +46,13 @@ def measure(translate: TranslateBatch, sentences: Sequence[str], batch_size: int
     return len(sentences) / elapsed, tokens / elapsed
 
 
-def onnxruntime_engines(model_dir: Path, variants: Sequence[str]) -> dict[str, Callable[[int], TranslateBatch]]:
+def onnxruntime_engines(
+    model_dir: Path, variants: Sequence[str], intra_op_threads: int = 0
+) -> dict[str, Callable[[int], TranslateBatch]]:
     """Our engine, one entry per model variant (fp32, int8)."""
     engines = {}
     for variant in variants:
-        engine = Engine.load(model_dir, variant=variant)
+        engine = Engine.load(model_dir, variant=variant, intra_op_threads=intra_op_threads)
 
         def make(beam: int, engine: Engine = engine) -> TranslateBatch:
             options = DecodeOptions(beam_size=beam)
@@ -67,6 +64,11 @@ def onnxruntime_engines(model_dir: Path, variants: Sequence[str]) -> dict[str, C
 
 def torch_engines(checkpoint: Path) -> dict[str, Callable[[int], TranslateBatch]]:
     """The PyTorch reference decoder, with the key/value cache and recomputing the whole prefix."""
+    from bench.nocache import RecomputingTorchDecoder
+    from model.checkpoint import load_checkpoint, model_from_checkpoint
+    from model.reference import TorchIncrementalDecoder, translate_ids
+    from model.tokenizer import BOS_ID, EOS_ID, load_tokenizer
+
     state = load_checkpoint(checkpoint)
     model, tokenizer = model_from_checkpoint(state), load_tokenizer(state["tokenizer_model"])
 
@@ -89,6 +91,8 @@ def ctranslate2_engines(checkpoint: Path, workdir: Path) -> dict[str, Callable[[
     import ctranslate2
 
     from bench.ct2_convert import convert_to_ctranslate2
+    from model.checkpoint import load_checkpoint, model_from_checkpoint
+    from model.tokenizer import load_tokenizer
 
     state = load_checkpoint(checkpoint)
     tokenizer = load_tokenizer(state["tokenizer_model"])
@@ -178,23 +182,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--variants", nargs="+", default=["fp32", "int8"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime threads (0: automatic)")
     parser.add_argument("--output", type=Path, default=Path("results/engine"))
     args = parser.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     sentences = source_sentences(args.model_dir, args.sentences)
-    families = {"onnxruntime": onnxruntime_engines(args.model_dir, args.variants)}
+    families = {"onnxruntime": onnxruntime_engines(args.model_dir, args.variants, args.intra_op_threads)}
     if args.checkpoint:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         families["pytorch"] = torch_engines(args.checkpoint)
         families["ctranslate2"] = ctranslate2_engines(args.checkpoint, args.output)
     rows = run(families, sentences, args.batch_sizes)
 
     args.output.mkdir(parents=True, exist_ok=True)
     machine = describe_machine()
-    report = {"machine": machine, "sentences": len(sentences), "rows": [asdict(r) for r in rows]}
+    threads = {"onnxruntime_intra_op_threads": args.intra_op_threads, "torch_threads": args.threads}
+    report = {"machine": machine, "sentences": len(sentences), **threads, "rows": [asdict(r) for r in rows]}
     (args.output / "engine_bench.json").write_text(json.dumps(report, indent=2))
-    table = f"{machine['summary']}, {len(sentences)} sentences per measurement\n\n{markdown_table(rows)}\n"
+    table = (
+        f"{machine['summary']}, {len(sentences)} sentences per measurement,"
+        f" onnxruntime intra_op_threads={args.intra_op_threads} (0: automatic)\n\n{markdown_table(rows)}\n"
+    )
     (args.output / "engine_bench.md").write_text(table)
     plot(rows, args.output / "engine_bench.png")
     print(table)

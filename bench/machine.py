@@ -45,6 +45,11 @@ def describe_machine() -> dict[str, str]:
 def source_sentences(model_dir: Path, count: int, corpus_dir: Path = CORPUS_DIR) -> list[str]:
     """The first `count` Multi30k test sentences in the model's source language."""
     language = json.loads((model_dir / "manifest.json").read_text())["source_language"]
+    return corpus_sentences(language, count, corpus_dir)
+
+
+def corpus_sentences(language: str, count: int, corpus_dir: Path = CORPUS_DIR) -> list[str]:
+    """The first `count` Multi30k test sentences in `language`."""
     path = corpus_dir / f"{SPLIT}.{language}.gz"
     if not path.is_file():
         raise SystemExit(f"benchmark sentences not found: {path} (the Multi30k corpus is expected beside the project)")

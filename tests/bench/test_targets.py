@@ -1,0 +1,93 @@
+"""The targets runner: its verdicts on given numbers, and a tiny end-to-end run (behaviour, never speed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.load import LevelResult
+from bench.targets import Offline, Plan, Run, judge, main
+from tests.support.tiny import sentence_pairs
+
+
+def level(sentences_per_s: float, p50_ms: float = 10.0, rss: list[tuple[int, float]] | None = None) -> LevelResult:
+    requests = rss[-1][0] if rss else 100
+    return LevelResult(
+        concurrency=64,
+        batch_size=1,
+        requests=requests,
+        sentences=requests,
+        target_tokens=10 * requests,
+        elapsed_s=requests / sentences_per_s,
+        requests_per_s=sentences_per_s,
+        sentences_per_s=sentences_per_s,
+        target_tokens_per_s=10 * sentences_per_s,
+        latency_ms={"p50": p50_ms, "p95": p50_ms, "p99": p50_ms, "max": p50_ms, "mean": p50_ms},
+        errors={},
+        server_mean_batch_size=30.6,
+        server_busy=1.0,
+        server_rss_mib=rss[-1][1] if rss else None,
+        rss_mib_by_requests=rss or [],
+    )
+
+
+def runs(batched: float, unbatched: float, lone_ms: float, rss_end: float) -> dict[str, Run]:
+    rss = [(1000, 200.0), (2000, 205.0), (3000, rss_end)]
+    results = {"light": level(50, lone_ms), "saturated": level(batched, rss=rss), "unbatched": level(unbatched)}
+    return {key: Run(key, "python -m bench.load ...", result) for key, result in results.items()}
+
+
+PLAN = Plan(Path("models"), "en-fr", saturation_requests=3000)
+OFFLINE = Offline("int8", 31, sentences_per_s=100.0, target_tokens_per_s=1000.0, single_sentence_ms=20.0)
+
+
+def test_every_target_passes_on_its_boundary() -> None:
+    verdicts = judge(runs(batched=85.0, unbatched=21.25, lone_ms=24.0, rss_end=210.0), OFFLINE, PLAN)
+    assert [v.target for v in verdicts] == ["dynamic batching", "service overhead", "light load", "memory"]
+    assert [v.measured for v in verdicts] == pytest.approx([4.0, 0.85, 1.2, 1.05])
+    assert all(v.passed for v in verdicts)
+    assert verdicts[3].numbers == "RSS 210 MiB after 3000 requests vs 200 MiB after 1000"
+
+
+def test_every_target_fails_past_its_bound() -> None:
+    verdicts = judge(runs(batched=84.0, unbatched=21.25, lone_ms=24.5, rss_end=211.0), OFFLINE, PLAN)
+    assert [v.status for v in verdicts] == ["FAIL"] * 4
+    assert verdicts[0].line().startswith("FAIL  dynamic batching: 3.953 (>= 4); 84.0 sentences/s batched")
+    shrunk = judge(runs(batched=85.0, unbatched=20.0, lone_ms=20.0, rss_end=189.0), OFFLINE, PLAN)
+    assert [v.passed for v in shrunk] == [True, True, True, False]
+
+
+def test_load_command_repeats_a_run_alone() -> None:
+    command = PLAN.load_command({"MT_INTRA_OP_THREADS": "1", "MT_MAX_BATCH_SIZE": "1"}, 64, 2000)
+    assert command == (
+        "python -m bench.load --models-root models --model en-fr --concurrency 64 --requests 2000 --warmup 200"
+        " --server-env MT_INTRA_OP_THREADS=1 MT_MAX_BATCH_SIZE=1"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300, func_only=True)  # the tiny model fixture may take longer
+def test_tiny_run_writes_verdicts_and_reports(tiny_model_dir: Path, tmp_path: Path) -> None:
+    text_file = tmp_path / "sentences.txt"
+    text_file.write_text("\n".join(source for source, _ in sentence_pairs(40)) + "\n")
+    output = tmp_path / "results"
+    argv = ["--models-root", str(tiny_model_dir.parent), "--model", "en-fr", "--text-file", str(text_file)]
+    argv += ["--saturation-requests", "80", "--memory-baseline", "40", "--unbatched-requests", "20"]
+    argv += ["--light-requests", "10", "--warmup", "4", "--output", str(output)]
+    assert main(argv) in (0, 1)  # whether the tiny model meets the targets here is not the point
+
+    report = json.loads((output / "targets.json").read_text())
+    assert [v["target"] for v in report["verdicts"]] == ["dynamic batching", "service overhead", "light load", "memory"]
+    assert report["server_settings"] == {"MT_INTRA_OP_THREADS": "1"}
+    online = report["online"]
+    assert [online[k]["result"]["requests"] for k in ("light", "saturated", "unbatched")] == [10, 80, 20]
+    assert all(not online[k]["result"]["errors"] for k in online)
+    assert online["unbatched"]["result"]["server_mean_batch_size"] == 1.0
+    assert [n for n, _ in online["saturated"]["result"]["rss_mib_by_requests"]] == [40, 80]
+    assert report["offline"]["variant"] == "int8" and report["offline"]["batch_size"] >= 1
+    text = (output / "targets.md").read_text()
+    assert report["machine"]["cpu"] in text and report["command"] in text
+    assert text.count("python -m bench.load") == 3  # one command per run
+    assert text.count(f"--text-file {text_file}") == 1 + 3
