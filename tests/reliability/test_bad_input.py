@@ -3,19 +3,176 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import AsyncIterable
+from typing import Any, TypeVar
 
 import grpc
 import pytest
+from google.protobuf.message import DecodeError, Message
+from grpc_health.v1 import health_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.client import TranslatorClient
 from service.client import main as client_main
+from service.config import Settings
 from service.engine import Engine
-from tests.reliability.calls import TEXTS, Reference, attempt, channel, send, until
+from tests.reliability.calls import (
+    TEXTS,
+    Outcome,
+    Reference,
+    assert_clean,
+    assert_serving,
+    attempt,
+    channel,
+    code,
+    send,
+    until,
+)
 from tests.reliability.hooks import HookedEngine, run_held
 from tests.reliability.tally import TALLY
 from tests.service.harness import ServerThread
+
+TRANSLATE = "/translation.v1.Translator/Translate"
+
+INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+
+
+def problems(request: pb.TranslateRequest, limits: Settings, engine: Engine) -> list[tuple[grpc.StatusCode, str]]:
+    """What is wrong with a request, per the API's documented limits: (status, start of the message)."""
+    found = []
+    texts = request.texts
+    if not texts:
+        found.append((INVALID, "texts is empty"))
+    if len(texts) > limits.max_texts_per_request:
+        found.append((INVALID, f"{len(texts)} texts in one request"))
+    if request.model not in ("", engine.manifest.name):
+        found.append((NOT_FOUND, "unknown model"))
+    beam_size, n_best, penalty = request.beam_size or 1, request.n_best or 1, request.length_penalty or 1.0
+    if beam_size > limits.max_beam_size:
+        found.append((INVALID, f"beam_size is {beam_size}"))
+    if n_best > min(beam_size, limits.max_n_best):
+        found.append((INVALID, f"n_best is {n_best}"))
+    if request.max_length > limits.max_length_limit:
+        found.append((INVALID, f"max_length is {request.max_length}"))
+    if not (math.isfinite(penalty) and 0 < penalty <= 5):
+        found.append((INVALID, "length_penalty is"))
+    most_tokens = min(limits.max_text_tokens, engine.max_source_tokens)
+    for i, text in enumerate(texts[: limits.max_texts_per_request]):
+        if len(text) > limits.max_text_chars:
+            found.append((INVALID, f"texts[{i}] has {len(text)} characters"))
+        elif (tokens := engine.count_tokens(text)) > most_tokens:
+            found.append((INVALID, f"texts[{i}] has {tokens} tokens; at most {most_tokens}"))
+    return found
+
+
+class Judge:
+    """Checks each answer against what the request deserves."""
+
+    def __init__(self, server: ServerThread, engine: Engine, reference: Reference) -> None:
+        self.server, self.engine, self.reference = server, engine, reference
+
+    def __call__(self, request: pb.TranslateRequest, status: grpc.StatusCode | None, message: str) -> None:
+        wrong = problems(request, self.server.settings, self.engine)
+        if not wrong:
+            assert status == grpc.StatusCode.OK, (status, message)
+        else:
+            assert any(status == c and message.startswith(m) or f"; {m}" in message for c, m in wrong), (
+                status,
+                message,
+                wrong,
+            )
+
+    def unary(self, request: pb.TranslateRequest, outcome: Outcome[pb.TranslateResponse]) -> None:
+        message = outcome.details() or "" if isinstance(outcome, grpc.aio.AioRpcError) else ""
+        self(request, code(outcome), message)
+        if isinstance(outcome, pb.TranslateResponse):
+            assert self.reference.matches(request, outcome)
+
+    def inline(self, request: pb.TranslateRequest, response: pb.TranslateResponse) -> None:
+        status = grpc.StatusCode(next(c for c in grpc.StatusCode if c.value[0] == response.status.code))
+        TALLY.count(status)
+        assert_clean(response.status.message, [request.model])
+        self(request, status, response.status.message)
+        if status == grpc.StatusCode.OK:
+            assert self.reference.matches(request, response)
+
+
+TRANSLATE_STREAM = "/translation.v1.Translator/TranslateStream"
+OTHER_METHODS: dict[str, type[Message]] = {
+    "/translation.v1.Translator/ListModels": pb.ListModelsRequest,
+    "/grpc.health.v1.Health/Check": health_pb2.HealthCheckRequest,
+}
+GARBAGE = st.binary(max_size=48) | st.sampled_from(
+    [b"\xff\xff\xff", b"\x0a\x02\xff\xfe", b"\x0a\xff\xff\xff\xff\x0f", b"\x0a\x05ab", b"\x12\x03\xc3\x28x"]
+)
+M = TypeVar("M", bound=Message)
+T = TypeVar("T")
+
+
+def raw(connection: grpc.aio.Channel, method: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
+    """`method`, sending and receiving bytes as they are."""
+    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = connection.unary_unary(method)
+    return call
+
+
+def parsed(message_type: type[M], data: bytes) -> M | None:
+    try:
+        return message_type.FromString(data)
+    except DecodeError:
+        return None
+
+
+def assert_malformed(outcome: Outcome[Any], method: str) -> None:
+    assert isinstance(outcome, grpc.aio.AioRpcError) and outcome.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert outcome.details() == f"the request is not a valid protobuf message for {method}"
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(payloads=st.lists(GARBAGE, min_size=1, max_size=4))
+def test_malformed_bytes(server: ServerThread, engine: Engine, reference: Reference, payloads: list[bytes]) -> None:
+    """Bytes that do not parse are INVALID_ARGUMENT on every method, alone or in a stream; bytes that parse are
+    a request like any other."""
+    judge = Judge(server, engine, reference)
+
+    async def main() -> None:
+        async with channel(server.address) as connection:
+            for data in payloads:
+                TALLY.bad_inputs += 1
+                request = parsed(pb.TranslateRequest, data)
+                said = [request.model] if request else []
+                outcome = await attempt(raw(connection, TRANSLATE)(data), said=said)
+                if request is None:
+                    assert_malformed(outcome, TRANSLATE)
+                else:
+                    response = pb.TranslateResponse.FromString(outcome) if isinstance(outcome, bytes) else outcome
+                    judge.unary(request, response)
+                for method, message_type in OTHER_METHODS.items():
+                    outcome = await attempt(raw(connection, method)(data))
+                    if parsed(message_type, data) is None:
+                        assert_malformed(outcome, method)
+                    else:
+                        assert code(outcome) in (grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND)
+            # The stream ends at its first malformed message: grpc fails a client still writing after that
+            # with its own INTERNAL "Internal error from Core", so nothing more is sent.
+            good = [parsed(pb.TranslateRequest, data) is not None for data in payloads]
+            sent = payloads if all(good) else payloads[: good.index(False) + 1]
+            stream: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = connection.stream_stream(TRANSLATE_STREAM)
+            responses = await attempt(_collect(stream(iter(sent))))
+            if all(good):
+                assert isinstance(responses, list) and len(responses) == len(payloads)
+            else:
+                assert_malformed(responses, TRANSLATE_STREAM)
+        await assert_serving(server.address, reference)
+
+    asyncio.run(main())
+
+
+async def _collect(stream: AsyncIterable[T]) -> list[T]:
+    return [response async for response in stream]
 
 
 def test_text_protobuf_cannot_carry_is_refused_by_the_client(
