@@ -11,12 +11,12 @@ import grpc
 import pytest
 from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health_pb2
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
-from service.client import TranslatorClient
+from service.client import TranslatorClient, translate_request
 from service.client import main as client_main
 from service.config import Settings
 from service.engine import Engine
@@ -39,6 +39,54 @@ from tests.service.harness import ServerThread
 TRANSLATE = "/translation.v1.Translator/Translate"
 
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+ODD_TEXTS = [
+    "",
+    " \t\n ",
+    "\x00",
+    "nul\x00inside",
+    "\x1b[31mred\x07",
+    "e\u0301\u0302\u0303",
+    "\u202eevil\u202c",
+    "مرحبا بالعالم",
+    "😀🇫🇷👩‍👩‍👧",
+    "\u200b",
+    "\ufeff",
+    "a\ud800b",
+    "\udfff",
+    "x" * 2000,
+    "x" * 2001,
+    "cat " * 70,
+    *TEXTS[:5],
+]
+MODELS = [
+    "",
+    "en-fr",
+    "EN-FR",
+    "en-fr ",
+    "../../etc/passwd",
+    "/etc",
+    "en-fr/../x",
+    "./en-fr",
+    "en-fr/",
+    "..",
+]
+ANY_TEXT = st.text(st.characters(exclude_categories=()) | st.characters(categories=["Cs"]), max_size=30)
+LONG_WORDS = st.sampled_from("aé😀").map(lambda c: c * 10_000)  # built when drawn: a repr this long is slow
+UINT32 = st.integers(0, 12) | st.sampled_from([2**31, 2**32 - 1])
+CASES = st.fixed_dictionaries(
+    {
+        "texts": st.lists(ANY_TEXT | st.sampled_from(ODD_TEXTS) | LONG_WORDS, max_size=6)
+        | st.lists(st.sampled_from(TEXTS), min_size=65, max_size=80)
+        | st.just(10_000).map(lambda n: ["cat"] * n),
+        "model": st.sampled_from(MODELS) | st.text(max_size=20) | st.just(100_000).map(lambda n: "x" * n),
+        "beam_size": UINT32,
+        "n_best": UINT32,
+        "max_length": st.integers(0, 600) | st.just(2**32 - 1),
+        "length_penalty": st.floats(width=32),
+        "return_scores": st.booleans(),
+        "return_attention": st.booleans(),
+    }
+)
 
 
 def problems(request: pb.TranslateRequest, limits: Settings, engine: Engine) -> list[tuple[grpc.StatusCode, str]]:
@@ -99,6 +147,47 @@ class Judge:
         self(request, status, response.status.message)
         if status == grpc.StatusCode.OK:
             assert self.reference.matches(request, response)
+
+
+def build(case: dict[str, Any], number: int) -> pb.TranslateRequest | None:
+    """The request, made by the client layer; None when it refuses text that protobuf cannot carry."""
+    TALLY.bad_inputs += 1
+    try:
+        return translate_request(id=str(number), **case)
+    except ValueError as error:
+        assert "surrogate" in str(error) and any(0xD800 <= ord(c) <= 0xDFFF for t in case["texts"] for c in t)
+        return None
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+@given(cases=st.lists(CASES, min_size=1, max_size=6))
+def test_fuzzed_requests(
+    server: ServerThread, engine: Engine, reference: Reference, cases: list[dict[str, Any]]
+) -> None:
+    """Each request gets its status (and, if OK, the engine's answer), alone and in a stream; the server goes on."""
+    judge = Judge(server, engine, reference)
+    requests = [r for r in (build(case, i) for i, case in enumerate(cases)) if r is not None]
+
+    async def main() -> None:
+        async with channel(server.address) as connection:
+            stub = pb_grpc.TranslatorStub(connection)
+            outcomes = await asyncio.gather(*(attempt(stub.Translate(r), said=[r.model]) for r in requests))
+            for request, outcome in zip(requests, outcomes, strict=True):
+                judge.unary(request, outcome)
+            outcome = await attempt(_collect(stub.TranslateStream(iter(requests))))
+            assert isinstance(outcome, list)
+            responses = {r.id: r for r in outcome}
+            assert sorted(responses) == sorted(r.id for r in requests)
+            for request in requests:
+                judge.inline(request, responses[request.id])
+        await assert_serving(server.address, reference)
+
+    asyncio.run(main())
 
 
 TRANSLATE_STREAM = "/translation.v1.Translator/TranslateStream"
