@@ -62,6 +62,14 @@ def send(stub: pb_grpc.TranslatorStub, request: pb.TranslateRequest, **kwargs: A
     return asyncio.ensure_future(attempt(stub.Translate(request, **kwargs)))
 
 
+def inline(response: pb.TranslateResponse, said: Sequence[str] = ()) -> grpc.StatusCode:
+    """The status of a request answered in a stream, counted like a call's; its message passes `assert_clean`."""
+    status = next(c for c in grpc.StatusCode if c.value[0] == response.status.code)
+    TALLY.count(status)
+    assert_clean(response.status.message, said)
+    return status
+
+
 def assert_clean(message: str, said: Sequence[str] = ()) -> None:
     """A message for clients: no traceback, no server path, no exception class names (besides what was `said`)."""
     for value in said:

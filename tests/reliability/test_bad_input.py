@@ -24,11 +24,11 @@ from tests.reliability.calls import (
     TEXTS,
     Outcome,
     Reference,
-    assert_clean,
     assert_serving,
     attempt,
     channel,
     code,
+    inline,
     send,
     until,
 )
@@ -141,9 +141,7 @@ class Judge:
             assert self.reference.matches(request, outcome)
 
     def inline(self, request: pb.TranslateRequest, response: pb.TranslateResponse) -> None:
-        status = grpc.StatusCode(next(c for c in grpc.StatusCode if c.value[0] == response.status.code))
-        TALLY.count(status)
-        assert_clean(response.status.message, [request.model])
+        status = inline(response, [request.model])
         self(request, status, response.status.message)
         if status == grpc.StatusCode.OK:
             assert self.reference.matches(request, response)
@@ -311,3 +309,19 @@ def test_an_unknown_model_name_of_any_length_is_not_found(server: ServerThread) 
     assert isinstance(outcome, grpc.aio.AioRpcError) and outcome.code() == grpc.StatusCode.NOT_FOUND
     assert outcome.details() == f"unknown model '{'x' * 128}…'; available models: en-fr"
     TALLY.bad_inputs += 1
+
+
+def test_a_request_over_the_size_limit(server: ServerThread, reference: Reference) -> None:
+    """RESOURCE_EXHAUSTED, alone or in a stream; the server goes on."""
+    big = pb.TranslateRequest(id="big", texts=["cat " * 500] * (server.settings.max_message_bytes // 2000 + 1))
+    assert big.ByteSize() > server.settings.max_message_bytes
+
+    async def main() -> list[Outcome[Any]]:
+        async with channel(server.address, options=[("grpc.max_send_message_length", -1)]) as connection:
+            stub = pb_grpc.TranslatorStub(connection)
+            outcomes = [await attempt(stub.Translate(big)), await attempt(_collect(stub.TranslateStream(iter([big]))))]
+        await assert_serving(server.address, reference)
+        return outcomes
+
+    assert [code(outcome) for outcome in asyncio.run(main())] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+    TALLY.bad_inputs += 2
