@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterable
+from contextlib import closing
 from typing import Any, TypeVar
 
 import grpc
@@ -324,4 +325,27 @@ def test_a_request_over_the_size_limit(server: ServerThread, reference: Referenc
         return outcomes
 
     assert [code(outcome) for outcome in asyncio.run(main())] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+    TALLY.bad_inputs += 2
+
+
+def test_a_response_over_the_size_limit_is_refused_alone(engine: Engine, reference: Reference) -> None:
+    """RESOURCE_EXHAUSTED saying why; in a stream, the other requests are still answered."""
+    big = pb.TranslateRequest(id="big", texts=TEXTS[:64], beam_size=4, n_best=4, return_attention=True)
+    small = pb.TranslateRequest(id="small", texts=TEXTS[:1])
+
+    async def main(address: str) -> tuple[Outcome[pb.TranslateResponse], Outcome[list[pb.TranslateResponse]]]:
+        async with channel(address) as connection:
+            stub = pb_grpc.TranslatorStub(connection)
+            return await attempt(stub.Translate(big)), await attempt(_collect(stub.TranslateStream(iter([big, small]))))
+
+    with closing(ServerThread({"en-fr": engine}, max_message_bytes=32 * 1024)) as server:
+        alone, streamed = asyncio.run(main(server.address))
+    why = "the response would be "
+    assert isinstance(alone, grpc.aio.AioRpcError) and alone.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert (alone.details() or "").startswith(why) and "ask for fewer texts" in (alone.details() or "")
+    assert isinstance(streamed, list)
+    responses = {response.id: response for response in streamed}
+    assert inline(responses["big"]) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert responses["big"].status.message.startswith(why)
+    assert inline(responses["small"]) == grpc.StatusCode.OK and reference.matches(small, responses["small"])
     TALLY.bad_inputs += 2
