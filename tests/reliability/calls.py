@@ -6,7 +6,7 @@ import asyncio
 import re
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -55,6 +55,17 @@ async def attempt(call: Awaitable[T], patience: float = PATIENCE_S, said: Sequen
         return None
     TALLY.count(grpc.StatusCode.OK)
     return response
+
+
+def raw(connection: grpc.aio.Channel, method: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
+    """`method`, sending and receiving bytes as they are."""
+    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = connection.unary_unary(method)
+    return call
+
+
+async def collect(stream: AsyncIterable[T]) -> list[T]:
+    """The responses of a streaming call."""
+    return [response async for response in stream]
 
 
 def send(stub: pb_grpc.TranslatorStub, request: pb.TranslateRequest, **kwargs: Any) -> asyncio.Future[Outcome[Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterable
 from contextlib import closing
 from typing import Any, TypeVar
 
@@ -29,7 +28,9 @@ from tests.reliability.calls import (
     attempt,
     channel,
     code,
+    collect,
     inline,
+    raw,
     send,
     until,
 )
@@ -178,7 +179,7 @@ def test_fuzzed_requests(
             outcomes = await asyncio.gather(*(attempt(stub.Translate(r), said=[r.model]) for r in requests))
             for request, outcome in zip(requests, outcomes, strict=True):
                 judge.unary(request, outcome)
-            outcome = await attempt(_collect(stub.TranslateStream(iter(requests))))
+            outcome = await attempt(collect(stub.TranslateStream(iter(requests))))
             assert isinstance(outcome, list)
             responses = {r.id: r for r in outcome}
             assert sorted(responses) == sorted(r.id for r in requests)
@@ -198,13 +199,6 @@ GARBAGE = st.binary(max_size=48) | st.sampled_from(
     [b"\xff\xff\xff", b"\x0a\x02\xff\xfe", b"\x0a\xff\xff\xff\xff\x0f", b"\x0a\x05ab", b"\x12\x03\xc3\x28x"]
 )
 M = TypeVar("M", bound=Message)
-T = TypeVar("T")
-
-
-def raw(connection: grpc.aio.Channel, method: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
-    """`method`, sending and receiving bytes as they are."""
-    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = connection.unary_unary(method)
-    return call
 
 
 def parsed(message_type: type[M], data: bytes) -> M | None:
@@ -249,7 +243,7 @@ def test_malformed_bytes(server: ServerThread, engine: Engine, reference: Refere
             good = [parsed(pb.TranslateRequest, data) is not None for data in payloads]
             sent = payloads if all(good) else payloads[: good.index(False) + 1]
             stream: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = connection.stream_stream(TRANSLATE_STREAM)
-            responses = await attempt(_collect(stream(iter(sent))))
+            responses = await attempt(collect(stream(iter(sent))))
             if all(good):
                 assert isinstance(responses, list) and len(responses) == len(payloads)
             else:
@@ -257,10 +251,6 @@ def test_malformed_bytes(server: ServerThread, engine: Engine, reference: Refere
         await assert_serving(server.address, reference)
 
     asyncio.run(main())
-
-
-async def _collect(stream: AsyncIterable[T]) -> list[T]:
-    return [response async for response in stream]
 
 
 def test_text_protobuf_cannot_carry_is_refused_by_the_client(
@@ -320,7 +310,7 @@ def test_a_request_over_the_size_limit(server: ServerThread, reference: Referenc
     async def main() -> list[Outcome[Any]]:
         async with channel(server.address, options=[("grpc.max_send_message_length", -1)]) as connection:
             stub = pb_grpc.TranslatorStub(connection)
-            outcomes = [await attempt(stub.Translate(big)), await attempt(_collect(stub.TranslateStream(iter([big]))))]
+            outcomes = [await attempt(stub.Translate(big)), await attempt(collect(stub.TranslateStream(iter([big]))))]
         await assert_serving(server.address, reference)
         return outcomes
 
@@ -336,7 +326,7 @@ def test_a_response_over_the_size_limit_is_refused_alone(engine: Engine, referen
     async def main(address: str) -> tuple[Outcome[pb.TranslateResponse], Outcome[list[pb.TranslateResponse]]]:
         async with channel(address) as connection:
             stub = pb_grpc.TranslatorStub(connection)
-            return await attempt(stub.Translate(big)), await attempt(_collect(stub.TranslateStream(iter([big, small]))))
+            return await attempt(stub.Translate(big)), await attempt(collect(stub.TranslateStream(iter([big, small]))))
 
     with closing(ServerThread({"en-fr": engine}, max_message_bytes=32 * 1024)) as server:
         alone, streamed = asyncio.run(main(server.address))
