@@ -40,6 +40,12 @@ class QueueFull(ServiceError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class ResponseTooLarge(ServiceError):
+    """The response would exceed the server's message size limit."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class DeadlineExceeded(ServiceError):
     """The request's deadline passed before its translations were computed."""
 

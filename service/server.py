@@ -21,6 +21,7 @@ from service.auth import BearerAuthInterceptor
 from service.backend import ModelSet, TranslationBackend
 from service.batcher import Batcher, BatchLimits
 from service.config import ConfigError, Settings
+from service.decoding import DecodingInterceptor
 from service.metrics import Metrics, MetricsHttpServer, start_metrics_server
 from service.servicer import TranslatorServicer
 from service.translation import TranslationService
@@ -113,10 +114,11 @@ def build_server(
     models = ModelSet(backends)
     metrics = Metrics(registry)
     batcher = Batcher(models, BatchLimits.from_settings(settings), metrics)
-    interceptors = []
+    interceptors: list[grpc.aio.ServerInterceptor] = []
     if settings.auth_tokens:
         tokens = [t.get_secret_value() for t in settings.auth_tokens]
         interceptors.append(BearerAuthInterceptor(tokens, metrics))
+    interceptors.append(DecodingInterceptor(metrics))
     size = settings.max_message_bytes
     grpc_server = grpc.aio.server(
         interceptors=interceptors,

@@ -7,7 +7,10 @@ from service.backend import ModelSet
 from service.batcher import Batcher, BatchKey, Item
 from service.config import Settings
 from service.convert import BLANK, to_response
+from service.errors import ResponseTooLarge
 from service.validation import is_blank, validate
+
+STREAM_STATUS_BYTES = pb.TranslateResponse(status=pb.Status()).ByteSize()  # what TranslateStream adds to a response
 
 
 class TranslationService:
@@ -34,6 +37,12 @@ class TranslationService:
             translations[i] = translation
         response = to_response(job, translations, request_id)
         response.id = request.id
+        size, limit = response.ByteSize() + STREAM_STATUS_BYTES, self._settings.max_message_bytes
+        if size > limit:
+            raise ResponseTooLarge(
+                f"the response would be {size} bytes; this server sends at most {limit}:"
+                " ask for fewer texts, fewer hypotheses or no attention"
+            )
         return response
 
     def list_models(self) -> pb.ListModelsResponse:

@@ -6,7 +6,7 @@ import asyncio
 import re
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -57,9 +57,28 @@ async def attempt(call: Awaitable[T], patience: float = PATIENCE_S, said: Sequen
     return response
 
 
+def raw(connection: grpc.aio.Channel, method: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
+    """`method`, sending and receiving bytes as they are."""
+    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = connection.unary_unary(method)
+    return call
+
+
+async def collect(stream: AsyncIterable[T]) -> list[T]:
+    """The responses of a streaming call."""
+    return [response async for response in stream]
+
+
 def send(stub: pb_grpc.TranslatorStub, request: pb.TranslateRequest, **kwargs: Any) -> asyncio.Future[Outcome[Any]]:
     """Starts a counted Translate call (`kwargs`: its timeout, metadata, ...)."""
     return asyncio.ensure_future(attempt(stub.Translate(request, **kwargs)))
+
+
+def inline(response: pb.TranslateResponse, said: Sequence[str] = ()) -> grpc.StatusCode:
+    """The status of a request answered in a stream, counted like a call's; its message passes `assert_clean`."""
+    status = next(c for c in grpc.StatusCode if c.value[0] == response.status.code)
+    TALLY.count(status)
+    assert_clean(response.status.message, said)
+    return status
 
 
 def assert_clean(message: str, said: Sequence[str] = ()) -> None:

@@ -21,9 +21,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if TALLY.sent:
+        counts, failures = TALLY.lines()
         terminalreporter.write_sep("=", "reliability summary")
-        for line in TALLY.lines():
-            terminalreporter.write_line(line)
+        terminalreporter.write_line(counts)
+        terminalreporter.write_line(failures, red=bool(TALLY.lost or TALLY.wrong or TALLY.crashes))
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -28,11 +29,23 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """The server serving `models_root` on 127.0.0.1:`port`, its output in `log`; killed on exit if still running."""
+    """The server serving `models_root` on 127.0.0.1:`port`, its output in `log`; killed on exit if still running.
 
-    def __init__(self, models_root: Path, log: Path, port: int | None = None) -> None:
+    `settings` are more server settings ({"auth_tokens": "a,b"} sets MT_AUTH_TOKENS); `credentials` are a
+    client's for a server with TLS.
+    """
+
+    def __init__(
+        self,
+        models_root: Path,
+        log: Path,
+        port: int | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.log = log
+        self.credentials = credentials
         env = {k: v for k, v in os.environ.items() if not k.startswith("MT_")}
         env |= {
             "MT_MODELS_ROOT": str(models_root),
@@ -40,6 +53,7 @@ class ServiceProcess:
             "MT_GRPC_PORT": str(self.port),
             "MT_METRICS_PORT": "0",
             "MT_INTRA_OP_THREADS": "1",
+            **{f"MT_{name.upper()}": value for name, value in (settings or {}).items()},
         }
         with log.open("wb") as out:
             command = [sys.executable, "-m", "service"]
@@ -55,7 +69,7 @@ class ServiceProcess:
     async def serving(self, timeout: float = 90) -> None:
         """Waits until health says SERVING; fails if the process ends first."""
         end = time.monotonic() + timeout
-        async with channel(self.address) as connection:
+        async with channel(self.address, self.credentials) as connection:
             check = health_pb2_grpc.HealthStub(connection).Check  # type: ignore[attr-defined]  # incomplete stubs
             while True:
                 assert self.process.poll() is None, (

@@ -28,12 +28,14 @@ class Tally:
         else:
             self.rejected[status.name] += 1
 
-    def lines(self) -> list[str]:
+    def lines(self) -> tuple[str, str]:
+        """The counts, then what must be 0."""
         rejected = ", ".join(f"{code} {n}" for code, n in sorted(self.rejected.items())) or "none"
-        return [
-            f"requests sent {self.sent}, answered {self.answered}, rejected {sum(self.rejected.values())} ({rejected})",
-            f"lost {self.lost}, wrong {self.wrong}, bad inputs tried {self.bad_inputs}, crashes {self.crashes}",
-        ]
+        return (
+            f"requests sent {self.sent}, answered {self.answered}, rejected {sum(self.rejected.values())}"
+            f" ({rejected}); bad inputs tried {self.bad_inputs}",
+            f"lost {self.lost}, wrong {self.wrong}, crashes {self.crashes} (each must be 0)",
+        )
 
 
 TALLY = Tally()

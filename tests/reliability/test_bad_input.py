@@ -3,19 +3,250 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from contextlib import closing
+from typing import Any, TypeVar
 
 import grpc
 import pytest
+from google.protobuf.message import DecodeError, Message
+from grpc_health.v1 import health_pb2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
-from service.client import TranslatorClient
+from service.client import TranslatorClient, translate_request
 from service.client import main as client_main
+from service.config import Settings
 from service.engine import Engine
-from tests.reliability.calls import TEXTS, Reference, attempt, channel, send, until
+from tests.reliability.calls import (
+    TEXTS,
+    Outcome,
+    Reference,
+    assert_serving,
+    attempt,
+    channel,
+    code,
+    collect,
+    inline,
+    raw,
+    send,
+    until,
+)
 from tests.reliability.hooks import HookedEngine, run_held
 from tests.reliability.tally import TALLY
 from tests.service.harness import ServerThread
+
+TRANSLATE = "/translation.v1.Translator/Translate"
+
+INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+ODD_TEXTS = [
+    "",
+    " \t\n ",
+    "\x00",
+    "nul\x00inside",
+    "\x1b[31mred\x07",
+    "e\u0301\u0302\u0303",
+    "\u202eevil\u202c",
+    "مرحبا بالعالم",
+    "😀🇫🇷👩‍👩‍👧",
+    "\u200b",
+    "\ufeff",
+    "a\ud800b",
+    "\udfff",
+    "x" * 2000,
+    "x" * 2001,
+    "cat " * 70,
+    *TEXTS[:5],
+]
+MODELS = [
+    "",
+    "en-fr",
+    "EN-FR",
+    "en-fr ",
+    "../../etc/passwd",
+    "/etc",
+    "en-fr/../x",
+    "./en-fr",
+    "en-fr/",
+    "..",
+]
+ANY_TEXT = st.text(st.characters(exclude_categories=()) | st.characters(categories=["Cs"]), max_size=30)
+LONG_WORDS = st.sampled_from("aé😀").map(lambda c: c * 10_000)  # built when drawn: a repr this long is slow
+UINT32 = st.integers(0, 12) | st.sampled_from([2**31, 2**32 - 1])
+CASES = st.fixed_dictionaries(
+    {
+        "texts": st.lists(ANY_TEXT | st.sampled_from(ODD_TEXTS) | LONG_WORDS, max_size=6)
+        | st.lists(st.sampled_from(TEXTS), min_size=65, max_size=80)
+        | st.just(10_000).map(lambda n: ["cat"] * n),
+        "model": st.sampled_from(MODELS) | st.text(max_size=20) | st.just(100_000).map(lambda n: "x" * n),
+        "beam_size": UINT32,
+        "n_best": UINT32,
+        "max_length": st.integers(0, 600) | st.just(2**32 - 1),
+        "length_penalty": st.floats(width=32),
+        "return_scores": st.booleans(),
+        "return_attention": st.booleans(),
+    }
+)
+
+
+def problems(request: pb.TranslateRequest, limits: Settings, engine: Engine) -> list[tuple[grpc.StatusCode, str]]:
+    """What is wrong with a request, per the API's documented limits: (status, start of the message)."""
+    found = []
+    texts = request.texts
+    if not texts:
+        found.append((INVALID, "texts is empty"))
+    if len(texts) > limits.max_texts_per_request:
+        found.append((INVALID, f"{len(texts)} texts in one request"))
+    if request.model not in ("", engine.manifest.name):
+        found.append((NOT_FOUND, "unknown model"))
+    beam_size, n_best, penalty = request.beam_size or 1, request.n_best or 1, request.length_penalty or 1.0
+    if beam_size > limits.max_beam_size:
+        found.append((INVALID, f"beam_size is {beam_size}"))
+    if n_best > min(beam_size, limits.max_n_best):
+        found.append((INVALID, f"n_best is {n_best}"))
+    if request.max_length > limits.max_length_limit:
+        found.append((INVALID, f"max_length is {request.max_length}"))
+    if not (math.isfinite(penalty) and 0 < penalty <= 5):
+        found.append((INVALID, "length_penalty is"))
+    most_tokens = min(limits.max_text_tokens, engine.max_source_tokens)
+    for i, text in enumerate(texts[: limits.max_texts_per_request]):
+        if len(text) > limits.max_text_chars:
+            found.append((INVALID, f"texts[{i}] has {len(text)} characters"))
+        elif (tokens := engine.count_tokens(text)) > most_tokens:
+            found.append((INVALID, f"texts[{i}] has {tokens} tokens; at most {most_tokens}"))
+    return found
+
+
+class Judge:
+    """Checks each answer against what the request deserves."""
+
+    def __init__(self, server: ServerThread, engine: Engine, reference: Reference) -> None:
+        self.server, self.engine, self.reference = server, engine, reference
+
+    def __call__(self, request: pb.TranslateRequest, status: grpc.StatusCode | None, message: str) -> None:
+        """OK for a request without problems, else the status and message of one of its problems."""
+        wrong = problems(request, self.server.settings, self.engine)
+        right = any(status == c and message.startswith(m) for c, m in wrong) if wrong else status == grpc.StatusCode.OK
+        TALLY.wrong += not right
+        assert right, (status, message, wrong)
+
+    def unary(self, request: pb.TranslateRequest, outcome: Outcome[pb.TranslateResponse]) -> None:
+        message = (outcome.details() or "") if isinstance(outcome, grpc.aio.AioRpcError) else ""
+        self(request, code(outcome), message)
+        if isinstance(outcome, pb.TranslateResponse):
+            assert self.reference.matches(request, outcome)
+
+    def inline(self, request: pb.TranslateRequest, response: pb.TranslateResponse) -> None:
+        status = inline(response, [request.model])
+        self(request, status, response.status.message)
+        if status == grpc.StatusCode.OK:
+            assert self.reference.matches(request, response)
+
+
+def build(case: dict[str, Any], number: int) -> pb.TranslateRequest | None:
+    """The request, made by the client layer; None when it refuses text that protobuf cannot carry."""
+    TALLY.bad_inputs += 1
+    try:
+        return translate_request(id=str(number), **case)
+    except ValueError as error:
+        assert "surrogate" in str(error) and any(0xD800 <= ord(c) <= 0xDFFF for t in case["texts"] for c in t)
+        return None
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+@given(cases=st.lists(CASES, min_size=1, max_size=6))
+def test_fuzzed_requests(
+    server: ServerThread, engine: Engine, reference: Reference, cases: list[dict[str, Any]]
+) -> None:
+    """Each request gets its status (and, if OK, the engine's answer), alone and in a stream; the server goes on."""
+    judge = Judge(server, engine, reference)
+    requests = [r for r in (build(case, i) for i, case in enumerate(cases)) if r is not None]
+
+    async def main() -> None:
+        async with channel(server.address) as connection:
+            stub = pb_grpc.TranslatorStub(connection)
+            outcomes = await asyncio.gather(*(attempt(stub.Translate(r), said=[r.model]) for r in requests))
+            for request, outcome in zip(requests, outcomes, strict=True):
+                judge.unary(request, outcome)
+            outcome = await attempt(collect(stub.TranslateStream(iter(requests))))
+            assert isinstance(outcome, list)
+            responses = {r.id: r for r in outcome}
+            assert sorted(responses) == sorted(r.id for r in requests)
+            for request in requests:
+                judge.inline(request, responses[request.id])
+        await assert_serving(server.address, reference)
+
+    asyncio.run(main())
+
+
+TRANSLATE_STREAM = "/translation.v1.Translator/TranslateStream"
+OTHER_METHODS: dict[str, type[Message]] = {
+    "/translation.v1.Translator/ListModels": pb.ListModelsRequest,
+    "/grpc.health.v1.Health/Check": health_pb2.HealthCheckRequest,
+}
+GARBAGE = st.binary(max_size=48) | st.sampled_from(
+    [b"\xff\xff\xff", b"\x0a\x02\xff\xfe", b"\x0a\xff\xff\xff\xff\x0f", b"\x0a\x05ab", b"\x12\x03\xc3\x28x"]
+)
+M = TypeVar("M", bound=Message)
+
+
+def parsed(message_type: type[M], data: bytes) -> M | None:
+    try:
+        return message_type.FromString(data)
+    except DecodeError:
+        return None
+
+
+def assert_malformed(outcome: Outcome[Any], method: str) -> None:
+    assert isinstance(outcome, grpc.aio.AioRpcError) and outcome.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert outcome.details() == f"the request is not a valid protobuf message for {method}"
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(payloads=st.lists(GARBAGE, min_size=1, max_size=4))
+def test_malformed_bytes(server: ServerThread, engine: Engine, reference: Reference, payloads: list[bytes]) -> None:
+    """Bytes that do not parse are INVALID_ARGUMENT on every method, alone or in a stream; bytes that parse are
+    a request like any other."""
+    judge = Judge(server, engine, reference)
+
+    async def main() -> None:
+        async with channel(server.address) as connection:
+            for data in payloads:
+                TALLY.bad_inputs += 1
+                request = parsed(pb.TranslateRequest, data)
+                said = [request.model] if request else []
+                outcome = await attempt(raw(connection, TRANSLATE)(data), said=said)
+                if request is None:
+                    assert_malformed(outcome, TRANSLATE)
+                else:
+                    response = pb.TranslateResponse.FromString(outcome) if isinstance(outcome, bytes) else outcome
+                    judge.unary(request, response)
+                for method, message_type in OTHER_METHODS.items():
+                    outcome = await attempt(raw(connection, method)(data))
+                    if parsed(message_type, data) is None:
+                        assert_malformed(outcome, method)
+                    else:
+                        assert code(outcome) in (grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND)
+            # The stream ends at its first malformed message: grpc fails a client still writing after that
+            # with its own INTERNAL "Internal error from Core", so nothing more is sent.
+            good = [parsed(pb.TranslateRequest, data) is not None for data in payloads]
+            sent = payloads if all(good) else payloads[: good.index(False) + 1]
+            stream: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = connection.stream_stream(TRANSLATE_STREAM)
+            responses = await attempt(collect(stream(iter(sent))))
+            if all(good):
+                assert isinstance(responses, list) and len(responses) == len(payloads)
+            else:
+                assert_malformed(responses, TRANSLATE_STREAM)
+        await assert_serving(server.address, reference)
+
+    asyncio.run(main())
 
 
 def test_text_protobuf_cannot_carry_is_refused_by_the_client(
@@ -66,3 +297,42 @@ def test_an_unknown_model_name_of_any_length_is_not_found(server: ServerThread) 
     assert isinstance(outcome, grpc.aio.AioRpcError) and outcome.code() == grpc.StatusCode.NOT_FOUND
     assert outcome.details() == f"unknown model '{'x' * 128}…'; available models: en-fr"
     TALLY.bad_inputs += 1
+
+
+def test_a_request_over_the_size_limit(server: ServerThread, reference: Reference) -> None:
+    """RESOURCE_EXHAUSTED, alone or in a stream; the server goes on."""
+    big = pb.TranslateRequest(id="big", texts=["cat " * 500] * (server.settings.max_message_bytes // 2000 + 1))
+    assert big.ByteSize() > server.settings.max_message_bytes
+
+    async def main() -> list[Outcome[Any]]:
+        async with channel(server.address, options=[("grpc.max_send_message_length", -1)]) as connection:
+            stub = pb_grpc.TranslatorStub(connection)
+            outcomes = [await attempt(stub.Translate(big)), await attempt(collect(stub.TranslateStream(iter([big]))))]
+        await assert_serving(server.address, reference)
+        return outcomes
+
+    assert [code(outcome) for outcome in asyncio.run(main())] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+    TALLY.bad_inputs += 2
+
+
+def test_a_response_over_the_size_limit_is_refused_alone(engine: Engine, reference: Reference) -> None:
+    """RESOURCE_EXHAUSTED saying why; in a stream, the other requests are still answered."""
+    big = pb.TranslateRequest(id="big", texts=TEXTS[:64], beam_size=4, n_best=4, return_attention=True)
+    small = pb.TranslateRequest(id="small", texts=TEXTS[:1])
+
+    async def main(address: str) -> tuple[Outcome[pb.TranslateResponse], Outcome[list[pb.TranslateResponse]]]:
+        async with channel(address) as connection:
+            stub = pb_grpc.TranslatorStub(connection)
+            return await attempt(stub.Translate(big)), await attempt(collect(stub.TranslateStream(iter([big, small]))))
+
+    with closing(ServerThread({"en-fr": engine}, max_message_bytes=32 * 1024)) as server:
+        alone, streamed = asyncio.run(main(server.address))
+    why = "the response would be "
+    assert isinstance(alone, grpc.aio.AioRpcError) and alone.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert (alone.details() or "").startswith(why) and "ask for fewer texts" in (alone.details() or "")
+    assert isinstance(streamed, list)
+    responses = {response.id: response for response in streamed}
+    assert inline(responses["big"]) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert responses["big"].status.message.startswith(why)
+    assert inline(responses["small"]) == grpc.StatusCode.OK and reference.matches(small, responses["small"])
+    TALLY.bad_inputs += 2

@@ -50,7 +50,7 @@ class Load:
     """Clients sending requests one after another until `stop()`, or until one is not answered OK."""
 
     def __init__(self, address: str, clients: int, options: list[tuple[str, object]] | None = None) -> None:
-        self.ends: list[tuple[grpc.StatusCode | None, bool, bool]] = []  # code, sent before and ended after `mark`
+        self.ends: list[tuple[grpc.StatusCode | None, bool]] = []  # code, and if the call was in flight at `mark`
         self.marked = False
         self._stopping = False
         self._tasks = [asyncio.ensure_future(self._client(address, n, options or [])) for n in range(clients)]
@@ -60,15 +60,15 @@ class Load:
         async with channel(address, options=options) as connection:
             stub = pb_grpc.TranslatorStub(connection)
             while not self._stopping:
-                before = self.marked
+                marked_before = self.marked
                 request = pb.TranslateRequest(texts=rng.choices(TEXTS, k=8), beam_size=2)
                 status = code(await attempt(stub.Translate(request)))
-                self.ends.append((status, not before, self.marked))
+                self.ends.append((status, self.marked and not marked_before))
                 if status != OK:
                     return
 
     def answered(self) -> int:
-        return sum(status == OK for status, _, _ in self.ends)
+        return sum(status == OK for status, _ in self.ends)
 
     def mark(self) -> None:
         """Marks the moment of a fault: `ends` tells which calls were in flight across it."""
@@ -99,8 +99,8 @@ def test_sigterm_under_load(tiny_model_dir: Path, tmp_path: Path) -> None:
     with ServiceProcess(tiny_model_dir.parent, tmp_path / "server.log") as service:
         load = asyncio.run(scenario(service))
         assert service.wait() == 0, service.output()
-    assert {status for status, _, _ in load.ends} == {OK, grpc.StatusCode.UNAVAILABLE}
-    assert any(status == OK and across for status, _, across in load.ends)  # in flight at the signal, answered
+    assert {status for status, _ in load.ends} == {OK, grpc.StatusCode.UNAVAILABLE}
+    assert any(status == OK and across for status, across in load.ends)  # in flight at the signal, answered
     assert "stopped" in service.output()
 
 
@@ -127,8 +127,8 @@ def test_a_retrying_client_rides_out_a_kill_and_restart(tiny_model_dir: Path, tm
 
     with ServiceProcess(tiny_model_dir.parent, tmp_path / "first.log", port) as first:
         load = asyncio.run(scenario(first))
-    assert {status for status, _, _ in load.ends} == {OK}
-    assert any(across for _, _, across in load.ends)  # some calls were in flight when the server died
+    assert {status for status, _ in load.ends} == {OK}
+    assert any(across for _, across in load.ends)  # some calls were in flight when the server died
 
 
 def tamper(model: Path) -> None:
