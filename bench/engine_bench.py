@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -187,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     sentences = source_sentences(args.model_dir, args.sentences)
+    scratch = Path(tempfile.mkdtemp(prefix="engine-bench-"))  # the converted CTranslate2 model: not a result
     families = {"onnxruntime": onnxruntime_engines(args.model_dir, args.variants, args.intra_op_threads)}
     if args.checkpoint:
         if args.threads:
@@ -194,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             torch.set_num_threads(args.threads)
         families["pytorch"] = torch_engines(args.checkpoint)
-        families["ctranslate2"] = ctranslate2_engines(args.checkpoint, args.output)
+        families["ctranslate2"] = ctranslate2_engines(args.checkpoint, scratch)
     rows = run(families, sentences, args.batch_sizes)
 
     args.output.mkdir(parents=True, exist_ok=True)
