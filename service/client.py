@@ -77,8 +77,8 @@ class TranslatorClient:
         request_id: str | None = None,
     ) -> pb.TranslateResponse:
         """Translates `texts` in one request (0 = the server's default for each option)."""
-        request = pb.TranslateRequest(
-            texts=texts,
+        request = translate_request(
+            texts,
             model=model,
             beam_size=beam_size,
             n_best=n_best,
@@ -115,6 +115,24 @@ class TranslatorClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def translate_request(texts: Sequence[str], **fields: Any) -> pb.TranslateRequest:
+    """A TranslateRequest of `texts` and the other `fields`.
+
+    Raises ValueError for a string that is not valid Unicode (a lone surrogate, as a file name or argument
+    with undecodable bytes gives): protobuf strings are UTF-8 and cannot carry it.
+    """
+    named = [*((f"texts[{i}]", text) for i, text in enumerate(texts)), *fields.items()]
+    for name, value in named:
+        if isinstance(value, str):
+            try:
+                value.encode()
+            except UnicodeEncodeError as exc:
+                raise ValueError(
+                    f"{name} is not valid Unicode: {exc.reason} ({value[exc.start]!r} at position {exc.start})"
+                ) from None
+    return pb.TranslateRequest(texts=texts, **fields)
 
 
 def service_config(load_balancing: LoadBalancing | None = None, retries: int = 0) -> str | None:
@@ -211,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _print(batch, response, args.json)
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 
