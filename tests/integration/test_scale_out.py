@@ -2,6 +2,9 @@
 
 The client retries calls refused by the stopping replica (UNAVAILABLE, or CANCELLED: see service.client.RETRYABLE)
 with the retry policy of its gRPC service config (`TranslatorClient(retries=2)`); the test retries nothing.
+While a replica drains it keeps its port open and refuses new calls UNAVAILABLE until they stop coming (see
+TranslationServer.stop), so a call whose every attempt lands on it may end UNAVAILABLE: refused cleanly, never
+lost or wrong. Once the replica has exited, every call must succeed on the survivor.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import grpc
 
 from service.client import TranslatorClient
 from service.engine import Engine
@@ -48,12 +53,17 @@ def test_round_robin_over_two_replicas_survives_one_stopping(
         assert sum(served) == 20 and min(served) >= 5  # both replicas serve
 
         stopping, survivor = replicas
-        done = threading.Event()
+        done, exited = threading.Event(), threading.Event()
 
         def keep_calling(seed: int) -> int:
             rng, calls = random.Random(seed), 0
             while not done.is_set():
-                check(rng.choice(texts))
+                began_after_exit = exited.is_set()
+                try:
+                    check(rng.choice(texts))
+                except grpc.RpcError as exc:  # refused by the draining replica: allowed only while it drains
+                    if began_after_exit or exc.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise
                 calls += 1
             return calls
 
@@ -62,6 +72,7 @@ def test_round_robin_over_two_replicas_survives_one_stopping(
             wait_for(lambda: min(map(translate_calls, replicas)) >= served[0] + 10, timeout=30, interval=0.05)
             stopping.terminate()
             assert stopping.wait(GRACE_S + 5) == 0
+            exited.set()
             after_stop = translate_calls(survivor)
             wait_for(lambda: translate_calls(survivor) >= after_stop + 20, timeout=30, interval=0.05)
             done.set()
