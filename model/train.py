@@ -399,7 +399,7 @@ class Trainer:
             signal.signal(signal.SIGINT, previous)
 
     def request_stop(self, signum: int, frame: Any) -> None:
-        self.say("stopping after this step (a checkpoint will be written; continue with --resume)")
+        self.say("stopping after this step (checkpoints will be written; continue with --resume)")
         self.stop_requested = True
 
     def run(self) -> dict[str, Any]:
@@ -416,7 +416,7 @@ class Trainer:
         bar.close()
         if self.position.step % cfg.run.val_every:  # the last step was not validated and saved yet
             self.validate_and_save()
-        if self.dist.is_main and not self.stop_requested:
+        if self.dist.is_main:  # also after Ctrl-C: the average of the snapshots so far is worth having
             self.write_average()
         return self.metrics
 

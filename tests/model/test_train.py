@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -17,7 +20,7 @@ from model.config import PROJECT_ROOT
 from model.data import collate, read_lines
 from model.evaluate import translate_lines
 from model.tokenizer import load_tokenizer
-from model.train import inverse_sqrt_schedule, teacher_forcing_loss
+from model.train import Trainer, inverse_sqrt_schedule, teacher_forcing_loss
 from tests.model.corpora import reversal_corpus
 
 TINY = str(PROJECT_ROOT / "model" / "configs" / "tiny.yaml")
@@ -96,6 +99,25 @@ def test_stopped_and_resumed_run_reaches_the_same_weights(tmp_path: Path) -> Non
         for i, state in a["optimizer"]["state"].items():
             assert torch.equal(state[key], b["optimizer"]["state"][i][key])
     assert load_checkpoint(straight / "averaged.pt")["metrics"]["averaged_checkpoints"] == 2
+
+
+def test_ctrl_c_stops_with_a_resumable_checkpoint_and_the_average(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = reversal_corpus(tmp_path / "corpus", {"train": 300, "val": 20})
+    report = Trainer.report
+
+    def report_then_interrupt_at_step_6(self: Trainer, *args: Any) -> None:
+        report(self, *args)
+        if self.position.step == 6:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends; the trainer's handler takes it
+
+    monkeypatch.setattr(Trainer, "report", report_then_interrupt_at_step_6)
+    run_dir = tmp_path / "run"
+    train_cli(corpus, run_dir, "optim.max_tokens=300", "optim.max_steps=20", "run.val_every=2", "run.average_last=2")
+    assert load_checkpoint(run_dir / "last.pt")["position"]["step"] == 6
+    averaged = load_checkpoint(run_dir / "averaged.pt")["metrics"]
+    assert (averaged["step"], averaged["averaged_checkpoints"]) == (6, 2)
 
 
 def test_resume_without_a_checkpoint_fails(tmp_path: Path) -> None:
