@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.load import LevelResult
-from bench.targets import Offline, Plan, Run, judge, main
+from bench.targets import Offline, Plan, Run, judge, main, rss_after
 from tests.support.tiny import sentence_pairs
 
 
@@ -48,7 +48,9 @@ def test_every_target_passes_on_its_boundary() -> None:
     assert [v.target for v in verdicts] == ["dynamic batching", "service overhead", "light load", "memory"]
     assert [v.measured for v in verdicts] == pytest.approx([4.0, 0.85, 1.2, 1.05])
     assert all(v.passed for v in verdicts)
-    assert verdicts[3].numbers == "RSS 210 MiB after 3000 requests vs 200 MiB after 1000"
+    assert verdicts[3].numbers == (
+        "RSS 210.0 MiB after 3000 requests vs 200.0 MiB after 1000 (medians of the samples over the last 1000 requests)"
+    )
 
 
 def test_every_target_fails_past_its_bound() -> None:
@@ -57,6 +59,13 @@ def test_every_target_fails_past_its_bound() -> None:
     assert verdicts[0].line().startswith("FAIL  dynamic batching: 3.953 (>= 4); 84.0 sentences/s batched")
     shrunk = judge(runs(batched=85.0, unbatched=20.0, lone_ms=20.0, rss_end=189.0), OFFLINE, PLAN)
     assert [v.passed for v in shrunk] == [True, True, True, False]
+
+
+def test_memory_compares_medians_so_swings_cancel_and_growth_shows() -> None:
+    swinging = [(n, 160.0 if n % 200 else 170.0) for n in range(100, 3001, 100)]  # +-3% from sample to sample
+    assert rss_after(swinging, 1000, 1000) == rss_after(swinging, 3000, 1000) == 165.0
+    growing = [(n, 160.0 + n / 100) for n in range(100, 3001, 100)]  # a leak: 1 MiB per 100 requests
+    assert rss_after(growing, 1000, 1000) == 165.5 and rss_after(growing, 3000, 1000) == 185.5
 
 
 def test_load_command_repeats_a_run_alone() -> None:
@@ -74,7 +83,8 @@ def test_tiny_run_writes_verdicts_and_reports(tiny_model_dir: Path, tmp_path: Pa
     text_file.write_text("\n".join(source for source, _ in sentence_pairs(40)) + "\n")
     output = tmp_path / "results"
     argv = ["--models-root", str(tiny_model_dir.parent), "--model", "en-fr", "--text-file", str(text_file)]
-    argv += ["--saturation-requests", "80", "--memory-baseline", "40", "--unbatched-requests", "20"]
+    argv += ["--saturation-requests", "80", "--memory-baseline", "40", "--memory-samples-every", "20"]
+    argv += ["--unbatched-requests", "20"]
     argv += ["--light-requests", "10", "--warmup", "4", "--output", str(output)]
     assert main(argv) in (0, 1)  # whether the tiny model meets the targets here is not the point
 
@@ -85,7 +95,7 @@ def test_tiny_run_writes_verdicts_and_reports(tiny_model_dir: Path, tmp_path: Pa
     assert [online[k]["result"]["requests"] for k in ("light", "saturated", "unbatched")] == [10, 80, 20]
     assert all(not online[k]["result"]["errors"] for k in online)
     assert online["unbatched"]["result"]["server_mean_batch_size"] == 1.0
-    assert [n for n, _ in online["saturated"]["result"]["rss_mib_by_requests"]] == [40, 80]
+    assert [n for n, _ in online["saturated"]["result"]["rss_mib_by_requests"]] == [20, 40, 60, 80]
     assert report["offline"]["variant"] == "int8" and report["offline"]["batch_size"] >= 1
     text = (output / "targets.md").read_text()
     assert report["machine"]["cpu"] in text and report["command"] in text
