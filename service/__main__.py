@@ -6,7 +6,7 @@ import asyncio
 import sys
 
 from service.config import ConfigError, load_settings
-from service.logs import configure_logging
+from service.logs import logging_to_stderr
 from service.manifest import ModelLoadError
 from service.server import load_backends, serve
 
@@ -15,12 +15,12 @@ def main() -> int:
     """Exit status: 0 after a graceful shutdown, 2 for bad settings, no models or a model that does not load."""
     try:
         settings = load_settings()
-        configure_logging(settings.log_level, settings.log_json)
-        backends = load_backends(settings)
+        with logging_to_stderr(settings.log_level, settings.log_json):
+            backends = load_backends(settings)
+            asyncio.run(serve(settings, backends))
     except (ConfigError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(settings, backends))
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import logging.handlers
+import queue
 import re
 import sys
 import uuid
@@ -54,14 +56,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
-    """Sends every log record to stderr, as JSON lines or text."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_RequestIdFilter())
+@contextmanager
+def logging_to_stderr(level: str = "INFO", json_lines: bool = False) -> Iterator[None]:
+    """Sends every log record to stderr, as JSON lines or text, for the duration of the block.
+
+    Records are formatted where they are logged (so they carry that request's id) and written by a
+    background thread: a slow or blocked stderr (a container's log pipe) never stalls the event loop.
+    """
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    formatting = logging.handlers.QueueHandler(records)
+    formatting.addFilter(_RequestIdFilter())
     if json_lines:
-        handler.setFormatter(JsonFormatter())
+        formatting.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+        formatting.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    writer = logging.handlers.QueueListener(records, logging.StreamHandler(sys.stderr))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    saved = root.handlers[:], root.level
+    root.handlers[:] = [formatting]
     root.setLevel(level)
+    writer.start()
+    try:
+        yield
+    finally:
+        writer.stop()  # writes what is queued, then ends the thread
+        root.handlers[:], saved_level = saved
+        root.setLevel(saved_level)

@@ -7,23 +7,33 @@ import logging
 
 import pytest
 
-from service.logs import configure_logging, new_request_id, request_context
+from service.logs import logging_to_stderr, new_request_id, request_context
 
 
 def test_json_lines_with_request_id(capsys: pytest.CaptureFixture[str]) -> None:
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    try:
-        configure_logging("INFO", json_lines=True)
+    with logging_to_stderr("INFO", json_lines=True):
         with request_context("req-7"):
             logging.getLogger("service.test").info("translated %d texts", 3)
         logging.getLogger("service.test").debug("not shown")
-    finally:
-        root.handlers[:], level = saved
-        root.setLevel(level)
-    [line] = capsys.readouterr().err.splitlines()
-    entry = json.loads(line)
-    assert (entry["request_id"], entry["message"], entry["level"]) == ("req-7", "translated 3 texts", "INFO")
+        try:
+            raise ValueError("bad")
+        except ValueError:
+            logging.getLogger("service.test").exception("failed")
+    first, second = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+    assert (first["request_id"], first["message"], first["level"]) == ("req-7", "translated 3 texts", "INFO")
+    assert (second["request_id"], second["message"]) == ("-", "failed")
+    assert second["exception"].endswith("ValueError: bad")
+
+
+def test_records_are_written_by_a_thread_and_flushed_at_the_end(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    before = root.handlers[:]
+    with logging_to_stderr("INFO"):
+        for n in range(200):
+            logging.getLogger("service.test").info("line %d", n)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 200 and lines[-1].endswith("[-] line 199")
+    assert root.handlers == before
 
 
 def test_request_ids() -> None:
