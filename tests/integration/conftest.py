@@ -12,7 +12,7 @@ import pytest
 from model.export import main as export_main
 from service.engine import Engine
 from tests.integration.calls import FP32_MODEL, MODEL
-from tests.integration.process import ServiceProcess, StartService
+from tests.support.service_process import ServiceProcess, StartService
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.service_metrics import METHODS, SERVICE_METRICS, Metric
 from tests.integration.calls import mixed_traffic
-from tests.integration.process import ServiceProcess
+from tests.support.service_process import ServiceProcess
 
 
 def exported_metrics(page: str) -> dict[str, Metric]:

@@ -18,8 +18,8 @@ import yaml
 from tests.deploy.paths import ALERT_RULES, find_tool
 from tests.deploy.promql import PromQLExpr, extract_promql, rules_promql
 from tests.integration.calls import mixed_traffic
-from tests.integration.process import ServiceProcess, free_ports
 from tests.service.harness import wait_for
+from tests.support.service_process import ServiceProcess, free_ports
 
 PROMETHEUS = find_tool("prometheus")
 pytestmark = pytest.mark.skipif(

@@ -10,6 +10,7 @@ lost or wrong. Once the replica has exited, every call must succeed on the survi
 from __future__ import annotations
 
 import random
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,8 +21,8 @@ from service.client import TranslatorClient
 from service.engine import Engine
 from service.types import DecodeOptions
 from tests.integration.calls import FP32_MODEL, best_texts
-from tests.integration.process import ServiceProcess, StartService
 from tests.service.harness import wait_for
+from tests.support.service_process import ServiceProcess, StartService
 from tests.support.tiny import sentence_pairs
 
 CALLERS = 4
@@ -70,7 +71,7 @@ def test_round_robin_over_two_replicas_survives_one_stopping(
         with ThreadPoolExecutor(CALLERS) as pool:
             callers = [pool.submit(keep_calling, seed) for seed in range(CALLERS)]
             wait_for(lambda: min(map(translate_calls, replicas)) >= served[0] + 10, timeout=30, interval=0.05)
-            stopping.terminate()
+            stopping.signal(signal.SIGTERM)
             assert stopping.wait(GRACE_S + 5) == 0
             exited.set()
             after_stop = translate_calls(survivor)

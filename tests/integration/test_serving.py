@@ -14,7 +14,7 @@ from service.engine import Engine
 from service.server import SERVICE_NAME
 from service.types import DecodeOptions
 from tests.integration.calls import FP32_MODEL, MODEL, assert_same_translations, best_texts
-from tests.integration.process import ROOT, SERVING, ServiceProcess, health_status
+from tests.support.service_process import ROOT, SERVING, ServiceProcess, health_status
 from tests.support.tiny import sentence_pairs
 
 TEXTS = [*(source for source, _ in sentence_pairs(5, seed=21)), "A man rides a bike.", ""]

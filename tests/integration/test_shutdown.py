@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +16,8 @@ from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.engine import Engine
 from service.types import DecodeOptions
 from tests.integration.calls import FP32_MODEL, MODEL, best_texts
-from tests.integration.process import NOT_SERVING, SERVING, ServiceProcess, StartService, health_status
 from tests.service.harness import wait_for
+from tests.support.service_process import NOT_SERVING, SERVING, ServiceProcess, StartService, health_status
 from tests.support.tiny import sentence_pairs
 
 CALLS = 300  # 1 to 2 s of work for the tiny model on one core
@@ -54,7 +55,7 @@ def test_a_bad_model_stops_the_start(
     damaged = damage(Path(shutil.copytree(tiny_model_dir, root / MODEL)))
     service = start_service(root)
     assert service.wait(60) == 2
-    log = service.log()
+    log = service.output()
     assert f"error: {damaged} {problem}" in log
     assert "Traceback" not in log
 
@@ -79,7 +80,7 @@ def test_sigterm_under_load_loses_no_accepted_request(
         wait_for(lambda: all_accepted_some_answered(service, CALLS), timeout=60, interval=0.01)
         running = sum(not c.done() for c in calls)
         signalled = time.monotonic()
-        service.terminate()
+        service.signal(signal.SIGTERM)
         health: list[int] = []
         late: list[grpc.Future] = []
         while (status := health_or_none(service.address)) is not None:

@@ -16,7 +16,7 @@ import pytest
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from tests.reliability.calls import TEXTS, assert_serving, attempt, channel, code, until
-from tests.reliability.process import ServiceProcess, free_port
+from tests.support.service_process import ServiceProcess, free_ports
 
 OK = grpc.StatusCode.OK
 RETRYING = [
@@ -88,7 +88,7 @@ def test_sigterm_under_load(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Accepted requests complete, later ones are refused UNAVAILABLE, and the process exits 0."""
 
     async def scenario(service: ServiceProcess) -> Load:
-        await service.serving()
+        await asyncio.to_thread(service.wait_serving)
         load = Load(service.address, clients=16)
         await until(lambda: load.answered() >= 20, timeout=60)
         service.signal(signal.SIGTERM)
@@ -106,17 +106,17 @@ def test_sigterm_under_load(tiny_model_dir: Path, tmp_path: Path) -> None:
 
 def test_a_retrying_client_rides_out_a_kill_and_restart(tiny_model_dir: Path, tmp_path: Path) -> None:
     """After SIGKILL, a new server on the same port; calls in flight and calls sent meanwhile all succeed."""
-    port = free_port()
+    [port] = free_ports(1)
 
     async def scenario(first: ServiceProcess) -> Load:
-        await first.serving()
+        await asyncio.to_thread(first.wait_serving)
         load = Load(first.address, clients=4, options=RETRYING)
         await until(lambda: load.answered() >= 20, timeout=60)
         first.signal(signal.SIGKILL)
         load.mark()
         assert await asyncio.to_thread(first.wait) == -signal.SIGKILL
-        with ServiceProcess(tiny_model_dir.parent, tmp_path / "second.log", port) as second:
-            await second.serving()
+        with ServiceProcess(tiny_model_dir.parent, tmp_path / "second.log", grpc_port=port) as second:
+            await asyncio.to_thread(second.wait_serving)
             answered = load.answered()
             await until(lambda: load.answered() >= answered + 20, timeout=60)
             await load.stop()
@@ -125,7 +125,7 @@ def test_a_retrying_client_rides_out_a_kill_and_restart(tiny_model_dir: Path, tm
             assert await asyncio.to_thread(second.wait) == 0
         return load
 
-    with ServiceProcess(tiny_model_dir.parent, tmp_path / "first.log", port) as first:
+    with ServiceProcess(tiny_model_dir.parent, tmp_path / "first.log", grpc_port=port) as first:
         load = asyncio.run(scenario(first))
     assert {status for status, _ in load.ends} == {OK}
     assert any(across for _, across in load.ends)  # some calls were in flight when the server died

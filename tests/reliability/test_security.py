@@ -27,8 +27,8 @@ from grpc_reflection.v1alpha import reflection_pb2
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from tests.reliability.calls import Outcome, assert_serving, attempt, channel, code, collect, raw
-from tests.reliability.process import ServiceProcess
 from tests.reliability.tally import TALLY
+from tests.support.service_process import ServiceProcess
 
 TOKEN = "s3cret-token"
 BEARER = (("authorization", f"Bearer {TOKEN}"),)
@@ -122,9 +122,15 @@ def secured(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     authority = Authority("reliability tests CA")
     cert_file, key_file = authority.issue(base)
     credentials = grpc.ssl_channel_credentials(authority.pem)
-    settings = {"auth_tokens": f"{TOKEN},other", "tls_cert_file": str(cert_file), "tls_key_file": str(key_file)}
-    with ServiceProcess(root, base / "server.log", credentials=credentials, settings=settings) as service:
-        asyncio.run(service.serving())
+    with ServiceProcess(
+        root,
+        base / "server.log",
+        credentials=credentials,
+        auth_tokens=f"{TOKEN},other",
+        tls_cert_file=cert_file,
+        tls_key_file=key_file,
+    ) as service:
+        service.wait_serving()
         yield Secured(service, root, outside, authority)
         service.signal(signal.SIGTERM)
         assert service.wait() == 0

@@ -1,4 +1,5 @@
-"""The real service as a child process (`python -m service`) on free loopback ports."""
+"""The real service as a child process (`python -m service`) on loopback ports: for end-to-end calls, metrics,
+signals, restarts and start-up failures."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import grpc
@@ -36,23 +38,40 @@ def free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in sockets]
 
 
-def health_status(address: str, service: str = "", timeout: float = 2.0) -> int:
-    """The gRPC health status of `service` at `address`; raises grpc.RpcError when it does not answer."""
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        status: int = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
+def health_status(
+    address: str, service: str = "", timeout: float = 2.0, credentials: grpc.ChannelCredentials | None = None
+) -> int:
+    """The gRPC health status of `service` at `address` (over TLS given `credentials`); raises grpc.RpcError when
+    it does not answer."""
+    channel = grpc.insecure_channel(address) if credentials is None else grpc.secure_channel(address, credentials)
+    with channel:
+        check = health_pb2_grpc.HealthStub(channel).Check  # type: ignore[attr-defined]  # incomplete stubs
+        status: int = check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
         return status
 
 
 class ServiceProcess:
     """`python -m service` serving `models_root` on 127.0.0.1; its output goes to `log_file`.
 
-    `settings` become `MT_*` variables (grace_period_s=5 -> MT_GRACE_PERIOD_S=5); MT_* variables of the
-    test's own environment are not passed on.
+    The gRPC port is `grpc_port` if given (a restart on the same port), else a free one; the metrics port is a
+    free one. `credentials` are a client's for a service with TLS. `settings` become `MT_*` variables
+    (grace_period_s=5 -> MT_GRACE_PERIOD_S=5); MT_* variables of the test's own environment are not passed on.
+    Killed at the end of a `with` block if still running.
     """
 
-    def __init__(self, models_root: Path, log_file: Path, **settings: Any) -> None:
-        self.grpc_port, self.metrics_port = free_ports(2)
+    def __init__(
+        self,
+        models_root: Path,
+        log_file: Path,
+        *,
+        grpc_port: int | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        **settings: Any,
+    ) -> None:
+        picked_grpc_port, self.metrics_port = free_ports(2)
+        self.grpc_port = grpc_port or picked_grpc_port
+        self.credentials = credentials
+        self.log_file = log_file
         env = {name: value for name, value in os.environ.items() if not name.startswith("MT_")}
         wanted = {
             "models_root": models_root,
@@ -63,7 +82,6 @@ class ServiceProcess:
             **settings,
         }
         env.update({f"MT_{name.upper()}": str(value) for name, value in wanted.items()})
-        self.log_file = log_file
         with log_file.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -73,18 +91,19 @@ class ServiceProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-    def log(self) -> str:
+    def output(self) -> str:
+        """What the process has written so far."""
         return self.log_file.read_text(errors="replace")
 
     def wait_serving(self, timeout: float = START_TIMEOUT_S) -> None:
         """Polls the health service until it says SERVING; fails if the process exits or takes too long."""
         end = time.monotonic() + timeout
         while True:
-            assert self.process.poll() is None, f"the service exited with {self.process.returncode}:\n{self.log()}"
+            assert self.process.poll() is None, f"the service exited with {self.process.returncode}:\n{self.output()}"
             with contextlib.suppress(grpc.RpcError):
-                if health_status(self.address, timeout=0.5) == SERVING:
+                if health_status(self.address, timeout=1.0, credentials=self.credentials) == SERVING:
                     return
-            assert time.monotonic() < end, f"the service was not SERVING after {timeout} s:\n{self.log()}"
+            assert time.monotonic() < end, f"the service was not SERVING after {timeout} s:\n{self.output()}"
             time.sleep(0.1)
 
     def client(self, **kwargs: Any) -> TranslatorClient:
@@ -103,23 +122,36 @@ class ServiceProcess:
         """The sum of the samples `name` whose labels include `labels`."""
         return sum(s.value for s in self.samples() if s.name == name and labels.items() <= s.labels.items())
 
-    def terminate(self) -> None:
-        """Sends SIGTERM: the service drains and exits."""
-        self.process.send_signal(signal.SIGTERM)
+    def signal(self, number: signal.Signals) -> None:
+        """Sends signal `number` (SIGTERM: the service drains and exits)."""
+        self.process.send_signal(number)
 
-    def wait(self, timeout: float) -> int:
+    def wait(self, timeout: float = 60) -> int:
         """The exit status, once the process has ended within `timeout` s."""
         return self.process.wait(timeout)
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM, then SIGKILL if it is still running after `timeout` s."""
         if self.process.poll() is None:
-            self.terminate()
+            self.signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+                self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL if it is still running, and waits for the end."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def __enter__(self) -> ServiceProcess:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.kill()
 
 
 StartService = Callable[..., ServiceProcess]
