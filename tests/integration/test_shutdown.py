@@ -20,7 +20,7 @@ from tests.service.harness import wait_for
 from tests.support.service_process import NOT_SERVING, SERVING, ServiceProcess, StartService, health_status
 from tests.support.tiny import sentence_pairs
 
-CALLS = 300  # 1 to 2 s of work for the tiny model on one core
+CALLS = 300  # one sentence per batch (MT_MAX_BATCH_SIZE=1): several seconds of work for the tiny model
 GRACE_S = 20.0
 OPTIONS = DecodeOptions(beam_size=4)
 
@@ -65,7 +65,7 @@ def test_sigterm_under_load_loses_no_accepted_request(
 ) -> None:
     """Every call the service accepted before SIGTERM is answered correctly; calls during the drain are refused
     with UNAVAILABLE while health says NOT_SERVING; the process exits 0 within the grace period."""
-    service = start_service(models_root, grace_period_s=GRACE_S)
+    service = start_service(models_root, grace_period_s=GRACE_S, max_batch_size=1)  # calls still running at SIGTERM
     texts = [source for source, _ in sentence_pairs(CALLS, seed=11)]
     expected = [t.best.text for t in engines[FP32_MODEL].translate(texts, OPTIONS)]
     service.wait_serving()
