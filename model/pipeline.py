@@ -117,7 +117,8 @@ class Pipeline:
             return Outcome(SKIPPED, f"{self.output} holds {chosen.name} already (validation BLEU: {choice})")
         export_model(chosen, self.output, self.output.name, default_version(), EXPORT_VARIANTS, overwrite=True)
         manifest = read_manifest(self.output)
-        command = reproduce_command(self.config_path, manifest.training["config"], self.output)
+        training = manifest.training
+        command = reproduce_command(self.config_path, training["config"], self.output, training["step"])
         record = {"candidates": candidates, "command": command}
         write_manifest(self.output, replace(manifest, training={**manifest.training, "pipeline": record}))
         return Outcome(DONE, f"{chosen} -> {self.output} (validation BLEU: {choice})")
@@ -216,13 +217,14 @@ def evaluate_model_dir(model_dir: Path, corpus_dir: Path, threads: int = 0) -> d
     }
 
 
-def reproduce_command(config_path: Path, trained_config: dict[str, Any], output: Path) -> str:
+def reproduce_command(config_path: Path, trained_config: dict[str, Any], output: Path, step: int) -> str:
     """The pipeline command that trains this configuration again: the config file, plus `--set` for every
-    setting the run had differently (its output directory aside)."""
+    setting the run had differently (its output directory aside), with max_steps the `step` the exported
+    checkpoint was taken at (a run stopped early is reproduced by stopping there: the learning rate schedule
+    does not depend on max_steps)."""
     base = flat(load_config(config_path).to_dict())
-    changed = {
-        key: value for key, value in flat(trained_config).items() if key != "run.output_dir" and base.get(key) != value
-    }
+    trained = flat(trained_config) | {"optim.max_steps": step}
+    changed = {key: value for key, value in trained.items() if key != "run.output_dir" and base.get(key) != value}
     command = ["python", "-m", "model", "pipeline", "--config", shown(config_path), "--output", shown(output)]
     if changed:
         command += ["--set", *(f"{key}={yaml_scalar(value)}" for key, value in changed.items())]

@@ -175,11 +175,12 @@ def test_a_run_without_best_checkpoint_is_refused(tmp_path: Path) -> None:
 
 def test_reproduce_command_sets_what_the_run_changed(tmp_path: Path) -> None:
     overrides = ["optim.eps=1.0e-08", "optim.betas=[0.9, 0.99]", "model.share_embeddings=false", "data.vocab_size=64"]
-    trained = load_config(TINY, [*overrides, f"run.output_dir={tmp_path}"]).to_dict()
-    command = reproduce_command(TINY, trained, PROJECT_ROOT / "models" / "x-y")
+    trained = load_config(TINY, [*overrides, "optim.max_steps=900", f"run.output_dir={tmp_path}"]).to_dict()
+    command = reproduce_command(TINY, trained, PROJECT_ROOT / "models" / "x-y", step=700)  # stopped at step 700
     prefix = "python -m model pipeline --config model/configs/tiny.yaml --output models/x-y --set "
     assert command.startswith(prefix)
     settings = [s.strip("'") for s in re.findall(r"'[^']*'|\S+", command.removeprefix(prefix))]
-    assert sorted(settings) == sorted(["model.share_embeddings=false", "data.vocab_size=64", *overrides[:2]])
+    expected = ["model.share_embeddings=false", "data.vocab_size=64", *overrides[:2], "optim.max_steps=700"]
+    assert sorted(settings) == sorted(expected)
     rebuilt = load_config(TINY, [*settings, f"run.output_dir={tmp_path}"]).to_dict()
-    assert rebuilt == trained
+    assert rebuilt == trained | {"optim": trained["optim"] | {"max_steps": 700}}
