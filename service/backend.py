@@ -44,13 +44,15 @@ class TranslationBackend(Protocol):
 
 
 class ModelSet(Mapping[str, TranslationBackend]):
-    """The served models by name; the first one is the default for requests that name none."""
+    """The served models by name, the default (for requests that name none) first: `default`, else the first."""
 
-    def __init__(self, backends: Mapping[str, TranslationBackend]) -> None:
+    def __init__(self, backends: Mapping[str, TranslationBackend], default: str = "") -> None:
         if not backends:
             raise ValueError("at least one model is needed")
-        self._backends = dict(backends)
-        self.default = next(iter(self._backends))
+        self.default = default or next(iter(backends))
+        if self.default not in backends:
+            raise ModelNotFound(self.default, backends)
+        self._backends = {self.default: backends[self.default], **backends}
 
     def __getitem__(self, name: str) -> TranslationBackend:
         return self._backends[name]

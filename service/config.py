@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     models_root: Path = Field(Path("models"), description="folder whose subfolders with a manifest.json are served")
+    default_model: str = Field("", description="model for requests that name none; empty: the first by name")
     host: str = Field("0.0.0.0", description="address the gRPC and metrics servers bind")
     grpc_port: Port = 50051
     metrics_port: Port = 9400

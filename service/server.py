@@ -22,6 +22,7 @@ from service.backend import ModelSet, TranslationBackend
 from service.batcher import Batcher, BatchLimits
 from service.config import ConfigError, Settings
 from service.decoding import DecodingInterceptor
+from service.errors import ModelNotFound
 from service.metrics import Metrics, MetricsHttpServer, start_metrics_server
 from service.servicer import TranslatorServicer
 from service.translation import TranslationService
@@ -111,7 +112,10 @@ def build_server(
     settings: Settings, backends: Mapping[str, TranslationBackend], registry: CollectorRegistry | None = None
 ) -> TranslationServer:
     """Wires the models into a server bound to the configured port; call it inside the serving event loop."""
-    models = ModelSet(backends)
+    try:
+        models = ModelSet(backends, settings.default_model)
+    except ModelNotFound as exc:
+        raise ConfigError(f"default_model: {exc}") from None
     metrics = Metrics(registry)
     batcher = Batcher(models, BatchLimits.from_settings(settings), metrics)
     interceptors: list[grpc.aio.ServerInterceptor] = []

@@ -12,6 +12,8 @@ import pytest
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
+from service.config import ConfigError, Settings
+from service.server import build_server
 from tests.service.fakes import ReversingBackend, reverse
 from tests.service.harness import ServerThread
 
@@ -118,6 +120,16 @@ def test_two_models_side_by_side(start_server: Start) -> None:
     assert ["guten tag"] in de_en.batches
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
     assert error.value.details() == "unknown model 'ja-en'; available models: en-fr, de-en"
+
+
+def test_the_default_model_is_a_setting(start_server: Start) -> None:
+    backends = {"de-en": ReversingBackend(name="de-en"), "en-fr": ReversingBackend()}
+    server = start_server(backends, default_model="en-fr")
+    with server.client() as client:
+        assert [m.name for m in client.list_models()] == ["en-fr", "de-en"]  # the default first
+        assert client.translate(["hello"]).model == "en-fr"
+    with pytest.raises(ConfigError, match="default_model: unknown model 'ja-en'; available models: de-en, en-fr"):
+        build_server(Settings(default_model="ja-en"), backends)  # refused before anything is built
 
 
 def test_internal_errors_carry_a_request_id_and_no_details(
