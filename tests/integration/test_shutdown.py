@@ -106,10 +106,11 @@ def all_accepted_some_answered(service: ServiceProcess, calls: int) -> bool:
 
 
 def health_or_none(address: str) -> int | None:
-    """The health status, or None once the port no longer answers."""
+    """The health status, or None once the port no longer answers (UNAVAILABLE), or closed while this check was
+    in flight (CANCELLED: the server ends calls it has not handled when its port closes, grpc/grpc#41785)."""
     try:
         return health_status(address, timeout=2)
     except grpc.RpcError as error:
-        if error.code() == grpc.StatusCode.UNAVAILABLE:
+        if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
             return None
         raise
