@@ -22,14 +22,13 @@ from bench.load import (
     parse_env,
 )
 from service.metrics import Metrics
-from tests.support.tiny import sentence_pairs
+from tests.support.tiny import write_source_sentences
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(180, func_only=True)  # the tiny model fixture may take longer
 def test_bounded_run_against_a_started_server(tiny_model_dir: Path, tmp_path: Path) -> None:
-    text_file = tmp_path / "sentences.txt"
-    text_file.write_text("\n".join(source for source, _ in sentence_pairs(30)) + "\n")
+    text_file = write_source_sentences(tmp_path / "sentences.txt", 30)
     output = tmp_path / "results"
     argv = ["--models-root", str(tiny_model_dir.parent), "--text-file", str(text_file)]
     argv += ["--concurrency", "1", "4", "--requests", "20", "--batch-size", "2", "--warmup", "2"]

@@ -9,7 +9,7 @@ import pytest
 
 from bench.load import LevelResult
 from bench.targets import Offline, Plan, Run, judge, main, rss_after
-from tests.support.tiny import sentence_pairs
+from tests.support.tiny import write_source_sentences
 
 
 def level(sentences_per_s: float, p50_ms: float = 10.0, rss: list[tuple[int, float]] | None = None) -> LevelResult:
@@ -79,8 +79,7 @@ def test_load_command_repeats_a_run_alone() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(300, func_only=True)  # the tiny model fixture may take longer
 def test_tiny_run_writes_verdicts_and_reports(tiny_model_dir: Path, tmp_path: Path) -> None:
-    text_file = tmp_path / "sentences.txt"
-    text_file.write_text("\n".join(source for source, _ in sentence_pairs(40)) + "\n")
+    text_file = write_source_sentences(tmp_path / "sentences.txt", 40)
     output = tmp_path / "results"
     argv = ["--models-root", str(tiny_model_dir.parent), "--model", "en-fr", "--text-file", str(text_file)]
     argv += ["--saturation-requests", "80", "--memory-baseline", "40", "--memory-samples-every", "20"]

@@ -15,13 +15,13 @@ from model.reference import TorchIncrementalDecoder, translate_ids
 from model.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from service.engine import Engine
 from service.types import DecodeOptions
-from tests.support.tiny import sentence_pairs
+from tests.support.tiny import sentence_pairs, source_sentences
 
 
 def random_texts(tokenizer: spm.SentencePieceProcessor, n: int, seed: int) -> list[str]:
     """Half sentences like the training data, half random subword soup; none without tokens."""
     rng = random.Random(seed)
-    texts = [source for source, _ in sentence_pairs(n // 2, seed + 1000)]
+    texts = source_sentences(n // 2, seed + 1000)
     while len(texts) < n:
         text = tokenizer.decode([rng.randrange(4, tokenizer.get_piece_size()) for _ in range(rng.randint(1, 12))])
         if tokenizer.encode(text):

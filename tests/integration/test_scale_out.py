@@ -23,7 +23,7 @@ from service.types import DecodeOptions
 from tests.integration.calls import FP32_MODEL, best_texts
 from tests.service.harness import wait_for
 from tests.support.service_process import ServiceProcess, StartService
-from tests.support.tiny import sentence_pairs
+from tests.support.tiny import source_sentences
 
 CALLERS = 4
 GRACE_S = 10
@@ -39,7 +39,7 @@ def test_round_robin_over_two_replicas_survives_one_stopping(
     replicas = [start_service(models_root, grace_period_s=GRACE_S) for _ in range(2)]
     for replica in replicas:
         replica.wait_serving()
-    texts = [source for source, _ in sentence_pairs(40, seed=31)]
+    texts = source_sentences(40, seed=31)
     translations = engines[FP32_MODEL].translate(texts, DecodeOptions())
     expected = {text: translation.best.text for text, translation in zip(texts, translations, strict=True)}
     target = "ipv4:" + ",".join(replica.address for replica in replicas)

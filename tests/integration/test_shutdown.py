@@ -18,7 +18,7 @@ from service.types import DecodeOptions
 from tests.integration.calls import FP32_MODEL, MODEL, best_texts
 from tests.service.harness import wait_for
 from tests.support.service_process import NOT_SERVING, SERVING, ServiceProcess, StartService, health_status
-from tests.support.tiny import sentence_pairs
+from tests.support.tiny import source_sentences
 
 CALLS = 300  # one sentence per batch (MT_MAX_BATCH_SIZE=1): several seconds of work for the tiny model
 GRACE_S = 20.0
@@ -66,7 +66,7 @@ def test_sigterm_under_load_loses_no_accepted_request(
     """Every call the service accepted before SIGTERM is answered correctly; calls during the drain are refused
     with UNAVAILABLE while health says NOT_SERVING; the process exits 0 within the grace period."""
     service = start_service(models_root, grace_period_s=GRACE_S, max_batch_size=1)  # calls still running at SIGTERM
-    texts = [source for source, _ in sentence_pairs(CALLS, seed=11)]
+    texts = source_sentences(CALLS, seed=11)
     expected = [t.best.text for t in engines[FP32_MODEL].translate(texts, OPTIONS)]
     service.wait_serving()
     with grpc.insecure_channel(service.address) as channel:

@@ -18,11 +18,11 @@ from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.engine import Engine
 from service.types import DecodeOptions, Translation
 from tests.reliability.tally import TALLY
-from tests.support.tiny import sentence_pairs
+from tests.support.tiny import source_sentences
 
 T = TypeVar("T")
 Outcome: TypeAlias = "T | grpc.aio.AioRpcError | None"  # the response, the error status, or None when lost
-TEXTS = sorted({source for source, _ in sentence_pairs(120, seed=21)})  # distinct sentences the tiny model knows
+TEXTS = sorted(set(source_sentences(120, seed=21)))  # distinct sentences the tiny model knows
 SERVING = health_pb2.HealthCheckResponse.SERVING
 PATIENCE_S = 60.0  # a call without an answer after this long is lost
 LEAKS = re.compile(

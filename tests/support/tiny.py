@@ -45,6 +45,17 @@ def sentence_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return pairs
 
 
+def source_sentences(n: int, seed: int = 0) -> list[str]:
+    """The English side of `sentence_pairs(n, seed)`."""
+    return [source for source, _ in sentence_pairs(n, seed)]
+
+
+def write_source_sentences(path: Path, n: int) -> Path:
+    """A text file of `source_sentences(n)`, one a line, as the benchmarks read them."""
+    path.write_text("\n".join(source_sentences(n)) + "\n")
+    return path
+
+
 def train_tiny_checkpoint(directory: Path, steps: int = 250, seed: int = 0) -> Path:
     """Train a tokenizer and a tiny Transformer on the word-translation task; returns the checkpoint path."""
     torch.manual_seed(seed)
