@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 MODELS_ROOT ?= models
+# The model for requests that name none: en-fr among the bundled models; elsewhere the service's own default.
+DEFAULT_MODEL ?= $(if $(filter models,$(MODELS_ROOT)),en-fr)
 PAIR ?= en-fr
 RESULTS ?= results
 INTRA_OP_THREADS ?= 1
@@ -19,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed ## create the virtual environment with every extra
 
 serve: install ## serve every model under $(MODELS_ROOT) over gRPC (port 50051, metrics on 9400)
-	MT_MODELS_ROOT=$(MODELS_ROOT) $(PY) -m service
+	MT_MODELS_ROOT=$(MODELS_ROOT) MT_DEFAULT_MODEL=$(DEFAULT_MODEL) $(PY) -m service
 
 test: install ## the whole test suite (what CI runs)
 	$(PY) -m pytest -q

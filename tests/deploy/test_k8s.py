@@ -11,16 +11,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from service.config import ENV_PREFIX, Settings
 from tests.deploy.paths import DOCKERFILE, K8S_DIR, find_tool
 
 # The oldest Kubernetes the manifests target (native gRPC probes are GA since 1.27) and the newest known.
 K8S_VERSIONS = ("1.29", kubernetes_validate.latest_version())
 # The settings the service reads (all MT_ environment variables).
-SERVICE_SETTINGS = {
-    "MT_MODELS_ROOT", "MT_HOST", "MT_GRPC_PORT", "MT_METRICS_PORT", "MT_PROVIDERS", "MT_INTRA_OP_THREADS",
-    "MT_MAX_BATCH_SIZE", "MT_MAX_QUEUE_DELAY_MS", "MT_MAX_QUEUE_SIZE", "MT_GRACE_PERIOD_S", "MT_AUTH_TOKENS",
-    "MT_TLS_CERT_FILE", "MT_TLS_KEY_FILE", "MT_LOG_JSON", "MT_LOG_LEVEL",
-}  # fmt: skip
+SERVICE_SETTINGS = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
 
 MANIFESTS = sorted(p for p in K8S_DIR.glob("*.yaml") if p.name != "kustomization.yaml")
 
