@@ -17,150 +17,32 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import shlex
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 from tqdm import tqdm
 
 from bench.machine import corpus_sentences, describe_machine
+from bench.server import ServerProcess, rss_bytes
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.client import TranslatorClient
 
-ROOT = Path(__file__).resolve().parents[1]
 CORPUS_SENTENCES = 1000  # the whole Multi30k test split
 BATCH_METRIC = "mt_batch_size_sentences"
 INFERENCE_METRIC = "mt_batch_inference_seconds"
 PERCENTILES = (50, 95, 99)
 MiB = 1024 * 1024
-
-
-# --- the server under test -------------------------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on the loopback interface."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of process `pid` (VmRSS of /proc/PID/status)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-class ServerProcess:
-    """`python -m service` on free loopback ports, with `settings` (MT_* variables) over its defaults.
-
-    MT_* variables of this process's environment are not passed on, so `settings` is all the configuration.
-    Used as a context manager: entering waits until health says SERVING; leaving stops it with SIGTERM.
-    """
-
-    def __init__(self, models_root: Path, settings: Mapping[str, str], startup_timeout_s: float = 300.0):
-        grpc_port, metrics_port = free_ports(2)
-        self.settings = {
-            "MT_MODELS_ROOT": str(Path(models_root).resolve()),
-            "MT_HOST": "127.0.0.1",
-            "MT_GRPC_PORT": str(grpc_port),
-            "MT_METRICS_PORT": str(metrics_port),
-            **settings,
-        }
-        self.startup_timeout_s = startup_timeout_s
-        self._log: IO[bytes] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.settings['MT_GRPC_PORT']}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings['MT_METRICS_PORT']}/metrics"
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None, "the server is not running"
-        return self._process.pid
-
-    def start(self) -> None:
-        """Starts the server and waits until it serves; raises RuntimeError with its log if it does not."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MT_")} | self.settings
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        try:
-            self._wait_serving()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_serving(self) -> None:
-        assert self._process is not None
-        end = time.monotonic() + self.startup_timeout_s
-        request = health_pb2.HealthCheckRequest(service="")
-        with grpc.insecure_channel(self.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < end:
-                if self._process.poll() is not None:
-                    raise RuntimeError(f"the server exited with status {self._process.returncode}:\n{self.log_tail()}")
-                with contextlib.suppress(grpc.RpcError):
-                    if stub.Check(request, timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                time.sleep(0.2)
-        raise RuntimeError(f"the server was not SERVING after {self.startup_timeout_s:.0f} s:\n{self.log_tail()}")
-
-    def log_tail(self, chars: int = 4000) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0, os.SEEK_END)
-        self._log.seek(max(0, self._log.tell() - chars))
-        return self._log.read().decode(errors="replace")
-
-    def stop(self) -> None:
-        """SIGTERM (graceful shutdown), then SIGKILL if it has not exited within a minute."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> ServerProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 @dataclass(frozen=True)

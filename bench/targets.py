@@ -39,13 +39,13 @@ from bench.load import (
     CORPUS_SENTENCES,
     LevelResult,
     LoadSpec,
-    ServerProcess,
     Target,
     markdown_table,
     read_sentences,
     run_levels,
 )
 from bench.machine import describe_machine, source_sentences
+from bench.server import ServerProcess
 from service.engine import CPU
 from service.manifest import read_manifest
 

@@ -15,11 +15,12 @@ from urllib.parse import urlencode
 import pytest
 import yaml
 
+from bench.server import free_ports
 from tests.deploy.paths import ALERT_RULES, find_tool
 from tests.deploy.promql import PromQLExpr, extract_promql, rules_promql
 from tests.integration.calls import mixed_traffic
 from tests.service.harness import wait_for
-from tests.support.service_process import ServiceProcess, free_ports
+from tests.support.service_process import ServiceProcess
 
 PROMETHEUS = find_tool("prometheus")
 pytestmark = pytest.mark.skipif(

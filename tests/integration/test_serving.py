@@ -10,11 +10,12 @@ import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from bench.server import ROOT, SERVING, health_status
 from service.engine import Engine
 from service.server import SERVICE_NAME
 from service.types import DecodeOptions
 from tests.integration.calls import FP32_MODEL, MODEL, assert_same_translations, best_texts
-from tests.support.service_process import ROOT, SERVING, ServiceProcess, health_status
+from tests.support.service_process import ServiceProcess
 from tests.support.tiny import source_sentences
 
 TEXTS = [*source_sentences(5, seed=21), "A man rides a bike.", ""]

@@ -13,10 +13,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from bench.server import free_ports
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from tests.reliability.calls import TEXTS, assert_serving, attempt, channel, code, until
-from tests.support.service_process import ServiceProcess, free_ports
+from tests.support.service_process import ServiceProcess
 
 OK = grpc.StatusCode.OK
 RETRYING = [

@@ -3,12 +3,7 @@ signals, restarts and start-up failures."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -16,29 +11,15 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from bench.load import free_ports
+from bench.server import free_ports, start_service, stop_service, wait_serving
 from service.client import TranslatorClient
 
-ROOT = Path(__file__).resolve().parents[2]
-SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 START_TIMEOUT_S = 90.0  # imports and model loading, on two cores shared with other work
-
-
-def health_status(
-    address: str, service: str = "", timeout: float = 2.0, credentials: grpc.ChannelCredentials | None = None
-) -> int:
-    """The gRPC health status of `service` at `address` (over TLS given `credentials`); raises grpc.RpcError when
-    it does not answer."""
-    channel = grpc.insecure_channel(address) if credentials is None else grpc.secure_channel(address, credentials)
-    with channel:
-        check = health_pb2_grpc.HealthStub(channel).Check  # type: ignore[attr-defined]  # incomplete stubs
-        status: int = check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
-        return status
 
 
 class ServiceProcess:
@@ -63,7 +44,6 @@ class ServiceProcess:
         self.grpc_port = grpc_port or picked_grpc_port
         self.credentials = credentials
         self.log_file = log_file
-        env = {name: value for name, value in os.environ.items() if not name.startswith("MT_")}
         wanted = {
             "models_root": models_root,
             "host": "127.0.0.1",
@@ -72,11 +52,8 @@ class ServiceProcess:
             "intra_op_threads": 1,
             **settings,
         }
-        env.update({f"MT_{name.upper()}": str(value) for name, value in wanted.items()})
         with log_file.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+            self.process = start_service({f"MT_{name.upper()}": str(value) for name, value in wanted.items()}, log)
 
     @property
     def address(self) -> str:
@@ -88,14 +65,7 @@ class ServiceProcess:
 
     def wait_serving(self, timeout: float = START_TIMEOUT_S) -> None:
         """Polls the health service until it says SERVING; fails if the process exits or takes too long."""
-        end = time.monotonic() + timeout
-        while True:
-            assert self.process.poll() is None, f"the service exited with {self.process.returncode}:\n{self.output()}"
-            with contextlib.suppress(grpc.RpcError):
-                if health_status(self.address, timeout=1.0, credentials=self.credentials) == SERVING:
-                    return
-            assert time.monotonic() < end, f"the service was not SERVING after {timeout} s:\n{self.output()}"
-            time.sleep(0.1)
+        wait_serving(self.process, self.address, timeout, self.output, self.credentials)
 
     def client(self, **kwargs: Any) -> TranslatorClient:
         return TranslatorClient(self.address, **kwargs)
@@ -123,12 +93,7 @@ class ServiceProcess:
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM, then SIGKILL if it is still running after `timeout` s."""
-        if self.process.poll() is None:
-            self.signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_service(self.process, timeout)
 
     def kill(self) -> None:
         """SIGKILL if it is still running, and waits for the end."""
