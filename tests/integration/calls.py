@@ -28,7 +28,7 @@ def mixed_traffic(client: TranslatorClient) -> None:
     with pytest.raises(grpc.RpcError) as invalid:
         client.translate(["cat"], beam_size=99)
     with pytest.raises(grpc.RpcError) as unknown:
-        client.translate(["cat"], model="en-de")
+        client.translate(["cat"], model="en-ja")
     assert (invalid.value.code(), unknown.value.code()) == (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
 
 

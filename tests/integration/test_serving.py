@@ -42,7 +42,7 @@ def test_two_models_side_by_side(service: ServiceProcess, engines: dict[str, Eng
         listed = [(m.name, m.provider) for m in client.list_models()]
         responses = {name: client.translate(TEXTS, model=name, return_scores=True) for name in engines}
         with pytest.raises(grpc.RpcError) as error:
-            client.translate(["big car"], model="en-de")
+            client.translate(["big car"], model="en-ja")
     assert listed == [(MODEL, "CPUExecutionProvider"), (FP32_MODEL, "CPUExecutionProvider")]
     for name, response in responses.items():
         assert response.model == name
@@ -50,7 +50,7 @@ def test_two_models_side_by_side(service: ServiceProcess, engines: dict[str, Eng
     scores = [[h.score for t in r.translations for h in t.hypotheses] for r in responses.values()]
     assert scores[0] != scores[1]  # int8 and fp32 score differently: each request reached the model it named
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
-    assert error.value.details() == f"unknown model 'en-de'; available models: {MODEL}, {FP32_MODEL}"
+    assert error.value.details() == f"unknown model 'en-ja'; available models: {MODEL}, {FP32_MODEL}"
 
 
 def test_health_and_reflection(service: ServiceProcess) -> None:
