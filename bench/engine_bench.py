@@ -16,8 +16,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bench.machine import describe_machine, source_sentences
+from bench.machine import describe_machine, read_sentences, source_sentences
 from service.engine import Engine
+from service.manifest import read_manifest
 from service.types import DecodeOptions
 
 MAX_LENGTH_A, MAX_LENGTH_B = 1.5, 10
@@ -61,6 +62,12 @@ def onnxruntime_engines(
 
         engines[variant] = make
     return engines
+
+
+def cpu_variants(model_dir: Path) -> list[str]:
+    """The variants of a model directory that are meant for the CPU (fp32, int8), in that order."""
+    present = read_manifest(model_dir).variants
+    return [variant for variant in ("fp32", "int8") if variant in present]
 
 
 def torch_engines(checkpoint: Path) -> dict[str, Callable[[int], TranslateBatch]]:
@@ -160,18 +167,20 @@ def plot(rows: Sequence[Measurement], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(SEARCHES), figsize=(12, 4.5), sharey=True)
+    settings = list(dict.fromkeys((r.engine, r.setting) for r in rows))
+    colors = dict(zip(settings, plt.get_cmap("tab10").colors, strict=False))  # one color per setting, both panels
+    fig, axes = plt.subplots(1, len(SEARCHES), figsize=(13, 4.5), sharey=True)
     for ax, search in zip(axes, SEARCHES, strict=True):
-        for name in dict.fromkeys((r.engine, r.setting) for r in rows if r.search == search):
+        for name in settings:
             points = [r for r in rows if (r.engine, r.setting) == name and r.search == search]
-            ax.plot(
-                [p.batch_size for p in points], [p.sentences_per_s for p in points], marker="o", label=" ".join(name)
-            )
+            if points:
+                x, y = [p.batch_size for p in points], [p.sentences_per_s for p in points]
+                ax.plot(x, y, marker="o", color=colors.get(name), label=" ".join(name))
         ax.set(title=search, xlabel="batch size (sentences)", xscale="log", yscale="log")
         ax.set_xticks([r.batch_size for r in rows], [str(r.batch_size) for r in rows])
     axes[0].set_ylabel("sentences / s")
-    axes[-1].legend(fontsize=7)
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=8)  # greedy has every setting
+    fig.tight_layout(rect=(0, 0, 0.84, 1))
     fig.savefig(path, dpi=120)
 
 
@@ -180,16 +189,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model-dir", type=Path, default=Path("models/en-fr"))
     parser.add_argument("--checkpoint", type=Path, help="the checkpoint the model directory was exported from")
     parser.add_argument("--sentences", type=int, default=256, help="source sentences per measurement")
+    parser.add_argument("--text-file", type=Path, help="sentences, one a line (default: Multi30k test)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 64])
-    parser.add_argument("--variants", nargs="+", default=["fp32", "int8"])
+    parser.add_argument("--variants", nargs="+", help="default: the model directory's fp32 and int8, if there")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime threads (0: automatic)")
     parser.add_argument("--output", type=Path, default=Path("results/engine"))
     args = parser.parse_args(argv)
 
-    sentences = source_sentences(args.model_dir, args.sentences)
+    if args.text_file is not None:
+        sentences = read_sentences(args.text_file)[: args.sentences]
+    else:
+        sentences = source_sentences(args.model_dir, args.sentences)
+    variants = args.variants or cpu_variants(args.model_dir)
     scratch = Path(tempfile.mkdtemp(prefix="engine-bench-"))  # the converted CTranslate2 model: not a result
-    families = {"onnxruntime": onnxruntime_engines(args.model_dir, args.variants, args.intra_op_threads)}
+    families = {"onnxruntime": onnxruntime_engines(args.model_dir, variants, args.intra_op_threads)}
     if args.checkpoint:
         if args.threads:
             import torch

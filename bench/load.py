@@ -32,7 +32,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 from tqdm import tqdm
 
-from bench.machine import corpus_sentences, describe_machine
+from bench.machine import corpus_sentences, describe_machine, read_sentences
 from bench.server import ServerProcess, rss_bytes
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
@@ -304,14 +304,6 @@ async def run_levels(
 
 
 # --- sentences -------------------------------------------------------------------------------------------
-
-
-def read_sentences(text_file: Path) -> list[str]:
-    """The non-blank lines of `text_file`, stripped."""
-    sentences = [line.strip() for line in text_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not sentences:
-        raise SystemExit(f"{text_file} has no sentences")
-    return sentences
 
 
 def load_sentences(address: str, model: str = "", text_file: Path | None = None) -> list[str]:

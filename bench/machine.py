@@ -55,3 +55,11 @@ def corpus_sentences(language: str, count: int, corpus_dir: Path = CORPUS_DIR) -
         raise SystemExit(f"benchmark sentences not found: {path} (the Multi30k corpus is expected beside the project)")
     with gzip.open(path, "rt", encoding="utf-8") as lines:
         return [line.strip() for _, line in zip(range(count), lines, strict=False)]
+
+
+def read_sentences(text_file: Path) -> list[str]:
+    """The non-blank lines of `text_file`, stripped."""
+    sentences = [line.strip() for line in text_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not sentences:
+        raise SystemExit(f"{text_file} has no sentences")
+    return sentences

@@ -41,10 +41,9 @@ from bench.load import (
     LoadSpec,
     Target,
     markdown_table,
-    read_sentences,
     run_levels,
 )
-from bench.machine import describe_machine, source_sentences
+from bench.machine import describe_machine, read_sentences, source_sentences
 from bench.server import ServerProcess
 from service.engine import CPU
 from service.manifest import read_manifest
