@@ -111,13 +111,16 @@ def beam_search(
     tokens = np.full(batch * k, bos_id, dtype=np.int64)
     for position in range(int(max_lengths.max())):
         log_probs, cross = decoder.step(tokens, position)
-        vocab = log_probs.shape[-1]
-        candidates = (scores.reshape(-1, 1) + log_probs).reshape(len(alive), k * vocab)  # (b, K*V)
-        top = np.argpartition(-candidates, 2 * k, axis=1)[:, : 2 * k]
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(candidates, top, 1), axis=1), 1)
-        top_scores = np.take_along_axis(candidates, top, 1)  # (b, 2K) best first
-        source_row = np.arange(len(alive))[:, None] * k + top // vocab  # decoder row of each candidate
-        top_tokens = top % vocab
+        # A sentence's 2K best continuations are among the 2K best tokens of each of its K rows: rank those.
+        per_row = min(2 * k, log_probs.shape[-1])
+        row_tokens = np.argpartition(log_probs, -per_row, axis=1)[:, -per_row:]  # (b*K, 2K)
+        row_scores = scores.reshape(-1, 1) + log_probs[np.arange(len(row_tokens))[:, None], row_tokens]
+        candidates = row_scores.reshape(len(alive), k * per_row)  # (b, K*2K)
+        sentence = np.arange(len(alive))[:, None]  # (b, 1): indexes each sentence's own candidates
+        top = np.argsort(-candidates, axis=1)[:, : 2 * k]  # (b, 2K) best first
+        top_scores = candidates[sentence, top]
+        source_row = sentence * k + top // per_row  # decoder row of each candidate
+        top_tokens = row_tokens.reshape(len(alive), -1)[sentence, top]
         if return_attention and cross is not None:
             steps = cross[:, None, :]
             attn_history = steps if attn_history is None else np.concatenate([attn_history, steps], axis=1)
@@ -128,9 +131,9 @@ def beam_search(
                 _make_result(history[row], top_scores[b, j], attn_history, row, position + 1, length_penalty)
             )
         order = np.argsort(ends, axis=1, kind="stable")[:, :k]  # the K best candidates that are not eos
-        next_rows = np.take_along_axis(source_row, order, 1)  # (b, K)
-        scores = np.take_along_axis(top_scores, order, 1)
-        tokens = np.take_along_axis(top_tokens, order, 1).reshape(-1)
+        next_rows = source_row[sentence, order]  # (b, K)
+        scores = top_scores[sentence, order]
+        tokens = top_tokens[sentence, order].reshape(-1)
         history = np.concatenate([history[next_rows.reshape(-1)], tokens[:, None]], axis=1)
         if attn_history is not None:
             attn_history = attn_history[next_rows.reshape(-1)]

@@ -1,12 +1,14 @@
-"""Edge cases of the shared search that the engine meets."""
+"""The shared search against a plain reference written from its definition, and edge cases the engine meets."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from service.search import beam_search, greedy_search
+from service.search import beam_search, greedy_search, length_normalized
 
 EOS, VOCAB, SOURCE = 3, 8, 5
+BOS = 2
 
 
 class EosFirst:
@@ -34,3 +36,60 @@ def test_beam_hypothesis_of_no_tokens_has_an_empty_attention_matrix() -> None:
     (results,) = beam_search(EosFirst(2), np.array([5]), 2, EOS, beam_size=2, return_attention=True)
     assert results[0].token_ids == []
     assert results[0].attention is not None and results[0].attention.shape == (0, SOURCE)
+
+
+class MarkovDecoder:
+    """A decoder whose next-token log-probabilities depend only on the sentence, the position and the row's last
+    token (with the position, reordered transitions do not tie)."""
+
+    def __init__(self, tables: np.ndarray, rows_per_sentence: int):
+        self.tables = tables  # (sentences, positions, V, V): log P(next | position, last)
+        self.sentence = np.repeat(np.arange(len(tables)), rows_per_sentence)  # of each row
+
+    def step(self, tokens: np.ndarray, position: int) -> tuple[np.ndarray, None]:
+        return self.tables[self.sentence, position, tokens], None
+
+    def select(self, rows: np.ndarray) -> None:
+        self.sentence = self.sentence[rows]
+
+
+def reference_beam_search(
+    table: np.ndarray, max_length: int, beam_size: int, length_penalty: float
+) -> list[tuple[list[int], float]]:
+    """One sentence, one prefix at a time: every step ranks all continuations of the live prefixes and keeps
+    the 2K best; an eos among the K best finishes a hypothesis, the K best others live on; the search ends with
+    K finished hypotheses or at `max_length` (live prefixes then finish unended). All of them, best first."""
+    live: list[tuple[list[int], float]] = [([], 0.0)]
+    finished = []
+    for length in range(1, max_length + 1):
+        continuations = [
+            (prefix + [token], total + table[length - 1, prefix[-1] if prefix else BOS, token])
+            for prefix, total in live
+            for token in range(table.shape[1])
+        ]
+        best = sorted(continuations, key=lambda c: -c[1])[: 2 * beam_size]
+        finished += [(seq[:-1], total, length) for seq, total in best[:beam_size] if seq[-1] == EOS]
+        live = [(seq, total) for seq, total in best if seq[-1] != EOS][:beam_size]
+        if length == max_length:
+            finished += [(seq, total, length) for seq, total in live]
+        if len(finished) >= beam_size:
+            break
+    scored = [(seq, float(length_normalized(total, length, length_penalty))) for seq, total, length in finished]
+    return sorted(scored, key=lambda h: -h[1])
+
+
+@pytest.mark.parametrize("beam_size", [2, 3, 5])
+def test_beam_search_finds_what_the_reference_search_finds(beam_size: int) -> None:
+    rng = np.random.default_rng(beam_size)
+    logits = 2.5 * rng.standard_normal((6, 12, 12, 12))  # sentences, positions, last token, next token
+    tables = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    max_lengths = np.array([1, 3, 9, 6, 12, 4])
+    found = beam_search(
+        MarkovDecoder(tables, beam_size), max_lengths, BOS, EOS, beam_size, n_best=beam_size, length_penalty=0.6
+    )
+    for sentence, results in enumerate(found):
+        expected = reference_beam_search(tables[sentence], int(max_lengths[sentence]), beam_size, 0.6)[:beam_size]
+        assert [r.token_ids for r in results] == [ids for ids, _ in expected]
+        assert [r.score for r in results] == pytest.approx([score for _, score in expected])
+    lengths = {len(r.token_ids) for results in found for r in results}
+    assert len(lengths) > 3, "hypotheses of many lengths, some ended by eos, some by the limit: a strong check"
