@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bench.machine import describe_machine, read_sentences, source_sentences
+from bench.machine import benchmark_sentences, describe_machine
 from service.engine import Engine
 from service.manifest import read_manifest
 from service.types import DecodeOptions
@@ -197,10 +197,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=Path("results/engine"))
     args = parser.parse_args(argv)
 
-    if args.text_file is not None:
-        sentences = read_sentences(args.text_file)[: args.sentences]
-    else:
-        sentences = source_sentences(args.model_dir, args.sentences)
+    sentences = benchmark_sentences(args.model_dir, args.text_file, args.sentences)[: args.sentences]
     variants = args.variants or cpu_variants(args.model_dir)
     scratch = Path(tempfile.mkdtemp(prefix="engine-bench-"))  # the converted CTranslate2 model: not a result
     families = {"onnxruntime": onnxruntime_engines(args.model_dir, variants, args.intra_op_threads)}

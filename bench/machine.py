@@ -63,3 +63,9 @@ def read_sentences(text_file: Path) -> list[str]:
     if not sentences:
         raise SystemExit(f"{text_file} has no sentences")
     return sentences
+
+
+def benchmark_sentences(model_dir: Path, text_file: Path | None, count: int) -> list[str]:
+    """The lines of `text_file` if given, else the first `count` Multi30k test sentences in the model's source
+    language."""
+    return read_sentences(text_file) if text_file is not None else source_sentences(model_dir, count)

@@ -43,7 +43,7 @@ from bench.load import (
     markdown_table,
     run_levels,
 )
-from bench.machine import describe_machine, read_sentences, source_sentences
+from bench.machine import benchmark_sentences, describe_machine
 from bench.server import ServerProcess
 from service.engine import CPU
 from service.manifest import read_manifest
@@ -268,10 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--saturation-requests must be at least --memory-baseline")
     if not 0 < plan.memory_samples_every <= plan.memory_baseline:
         raise SystemExit("--memory-samples-every must be between 1 and --memory-baseline")
-    if plan.text_file is not None:
-        sentences = read_sentences(plan.text_file)
-    else:
-        sentences = source_sentences(plan.models_root / plan.model, CORPUS_SENTENCES)
+    sentences = benchmark_sentences(plan.models_root / plan.model, plan.text_file, CORPUS_SENTENCES)
     runs = measure_online(plan, sentences)
     mean_batch = runs["saturated"].result.server_mean_batch_size or 1.0
     offline = measure_offline(plan, sentences, max(1, round(mean_batch)))
