@@ -61,7 +61,18 @@ def translate_ids(
     max_lengths = np.minimum(max_lengths, model.cfg.max_positions)
     if beam_size == 1:
         decoder = decoder_factory(model, src)
-        results = greedy_search(decoder, max_lengths, bos_id, eos_id, length_penalty, return_attention)
+        never = (model.cfg.pad_id,)
+        results = greedy_search(decoder, max_lengths, bos_id, eos_id, length_penalty, return_attention, never=never)
         return [[r] for r in results]
     decoder = decoder_factory(model, src.repeat_interleave(beam_size, dim=0))
-    return beam_search(decoder, max_lengths, bos_id, eos_id, beam_size, n_best, length_penalty, return_attention)
+    return beam_search(
+        decoder,
+        max_lengths,
+        bos_id,
+        eos_id,
+        beam_size,
+        n_best,
+        length_penalty,
+        return_attention,
+        never=(model.cfg.pad_id,),
+    )

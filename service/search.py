@@ -6,6 +6,7 @@ differ through the model's numbers, never through the search.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,8 +46,11 @@ def greedy_search(
     eos_id: int,
     length_penalty: float = 1.0,
     return_attention: bool = False,
+    never: Sequence[int] = (),
 ) -> list[SearchResult]:
     """Take the most probable token at every step; finished sentences leave the batch at once.
+
+    Neither bos nor the ids in `never` (such as pad) is ever chosen: see `forbid`.
 
     A step costs a few whole-batch numpy operations and no Python loop over rows: at batch 1 the search's
     own time is a noticeable share of a step."""
@@ -59,8 +63,10 @@ def greedy_search(
     lengths = np.zeros(batch, dtype=np.int64)  # steps taken by each sentence, set when it leaves
     attention: list[list[np.ndarray]] = [[] for _ in range(batch)]
     totals = np.zeros(batch)
+    forbidden = np.array([bos_id, *never], dtype=np.int64)
     for position in range(steps):
         log_probs, cross = decoder.step(tokens, position)
+        forbid(log_probs, forbidden)
         tokens = log_probs.argmax(axis=-1)
         totals[alive] += log_probs[rows, tokens]
         emitted[alive, position] = tokens
@@ -96,11 +102,13 @@ def beam_search(
     n_best: int = 1,
     length_penalty: float = 1.0,
     return_attention: bool = False,
+    never: Sequence[int] = (),
 ) -> list[list[SearchResult]]:
     """Keep the `beam_size` best prefixes per sentence; a sentence ends once it has `beam_size` finished
     hypotheses (or reaches its maximum length) and returns its `n_best` best, best first.
 
     The decoder must hold `len(max_lengths) * beam_size` rows, sentence-major (beams of a sentence adjacent).
+    Neither bos nor the ids in `never` (such as pad) is ever chosen: see `forbid`.
     """
     batch, k = len(max_lengths), beam_size
     finished: list[list[SearchResult]] = [[] for _ in range(batch)]
@@ -109,8 +117,10 @@ def beam_search(
     history = np.zeros((batch * k, 0), dtype=np.int64)  # tokens so far of each row
     attn_history: np.ndarray | None = None  # (rows, steps, S)
     tokens = np.full(batch * k, bos_id, dtype=np.int64)
+    forbidden = np.array([bos_id, *never], dtype=np.int64)
     for position in range(int(max_lengths.max())):
         log_probs, cross = decoder.step(tokens, position)
+        forbid(log_probs, forbidden)
         # A sentence's 2K best continuations are among the 2K best tokens of each of its K rows: rank those.
         per_row = min(2 * k, log_probs.shape[-1])
         row_tokens = np.argpartition(log_probs, -per_row, axis=1)[:, -per_row:]  # (b*K, 2K)
@@ -157,6 +167,13 @@ def beam_search(
                 attn_history = attn_history[keep_rows]
         decoder.select(rows)
     return [sorted(hyps, key=lambda h: -h.score)[:n_best] for hyps in finished]
+
+
+def forbid(log_probs: np.ndarray, ids: np.ndarray) -> None:
+    """Give `ids` log-probability -inf in every row, in place: tokens that are never an output (bos, pad).
+
+    A barely trained model can rank bos first; it is not a word, and a translation made of bos is empty."""
+    log_probs[:, ids] = -np.inf
 
 
 def _make_result(

@@ -7,8 +7,8 @@ import pytest
 
 from service.search import beam_search, greedy_search, length_normalized
 
-EOS, VOCAB, SOURCE = 3, 8, 5
-BOS = 2
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+VOCAB, SOURCE = 8, 5
 
 
 class EosFirst:
@@ -38,6 +38,29 @@ def test_beam_hypothesis_of_no_tokens_has_an_empty_attention_matrix() -> None:
     assert results[0].attention is not None and results[0].attention.shape == (0, SOURCE)
 
 
+class PrefersSpecialTokens:
+    """A decoder that ranks bos first, pad second, unk third, then eos."""
+
+    def step(self, tokens: np.ndarray, position: int) -> tuple[np.ndarray, None]:
+        log_probs = np.full((len(tokens), VOCAB), np.log(0.01))
+        log_probs[:, [BOS, PAD, UNK, EOS]] = np.log([0.4, 0.3, 0.2, 0.1 - 0.01 * (VOCAB - 4)])
+        return log_probs, None
+
+    def select(self, rows: np.ndarray) -> None:
+        pass
+
+
+def test_greedy_never_emits_bos_or_pad_but_may_emit_unk() -> None:
+    (result,) = greedy_search(PrefersSpecialTokens(), np.array([4]), BOS, EOS, never=(PAD,))
+    assert result.token_ids == [UNK] * 4
+
+
+def test_beam_never_emits_bos_or_pad() -> None:
+    (results,) = beam_search(PrefersSpecialTokens(), np.array([4]), BOS, EOS, beam_size=3, n_best=3, never=(PAD,))
+    emitted = {token for result in results for token in result.token_ids}
+    assert UNK in emitted and not emitted & {BOS, PAD}
+
+
 class MarkovDecoder:
     """A decoder whose next-token log-probabilities depend only on the sentence, the position and the row's last
     token (with the position, reordered transitions do not tie)."""
@@ -58,7 +81,8 @@ def reference_beam_search(
 ) -> list[tuple[list[int], float]]:
     """One sentence, one prefix at a time: every step ranks all continuations of the live prefixes and keeps
     the 2K best; an eos among the K best finishes a hypothesis, the K best others live on; the search ends with
-    K finished hypotheses or at `max_length` (live prefixes then finish unended). All of them, best first."""
+    K finished hypotheses or at `max_length` (live prefixes then finish unended); bos and pad are never chosen.
+    All of them, best first."""
     live: list[tuple[list[int], float]] = [([], 0.0)]
     finished = []
     for length in range(1, max_length + 1):
@@ -66,6 +90,7 @@ def reference_beam_search(
             (prefix + [token], total + table[length - 1, prefix[-1] if prefix else BOS, token])
             for prefix, total in live
             for token in range(table.shape[1])
+            if token not in (BOS, PAD)
         ]
         best = sorted(continuations, key=lambda c: -c[1])[: 2 * beam_size]
         finished += [(seq[:-1], total, length) for seq, total in best[:beam_size] if seq[-1] == EOS]
@@ -85,7 +110,14 @@ def test_beam_search_finds_what_the_reference_search_finds(beam_size: int) -> No
     tables = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
     max_lengths = np.array([1, 3, 9, 6, 12, 4])
     found = beam_search(
-        MarkovDecoder(tables, beam_size), max_lengths, BOS, EOS, beam_size, n_best=beam_size, length_penalty=0.6
+        MarkovDecoder(tables, beam_size),
+        max_lengths,
+        BOS,
+        EOS,
+        beam_size,
+        n_best=beam_size,
+        length_penalty=0.6,
+        never=(PAD,),
     )
     for sentence, results in enumerate(found):
         expected = reference_beam_search(tables[sentence], int(max_lengths[sentence]), beam_size, 0.6)[:beam_size]
