@@ -55,7 +55,7 @@ def test_lone_request_on_idle_model_is_not_delayed() -> None:
         assert result.best.text == "world big hello"
         return time.monotonic() - start
 
-    assert run(scenario) < 1
+    assert run(scenario) < 5, "it waited for company, with a delay of 10 s"
 
 
 def test_concurrent_requests_share_batches_and_get_their_own_results() -> None:
@@ -148,7 +148,8 @@ def test_under_load_a_batch_waits_for_company_at_most_the_delay() -> None:
 
     elapsed = run(scenario)
     assert [len(b) for b in backend.batches] == [3]
-    assert 0.18 <= elapsed < 2
+    assert elapsed >= 0.18, "the batch did not wait for company"  # timers never fire early
+    assert elapsed < 10, "the batch waited for company longer than the delay"  # a wide margin for a busy machine
 
 
 def test_a_full_batch_starts_at_once() -> None:
@@ -160,7 +161,7 @@ def test_a_full_batch_starts_at_once() -> None:
         await asyncio.gather(*(batcher.submit(items(f"t {i}"), GREEDY) for i in range(3)))
         return time.monotonic() - start
 
-    assert run(scenario) < 1
+    assert run(scenario) < 5, "a full batch waited for company, with a delay of 10 s"
     assert [len(b) for b in backend.batches] == [3]
 
 
@@ -268,7 +269,7 @@ def test_close_completes_accepted_work_and_refuses_new() -> None:
         accepted = [asyncio.create_task(batcher.submit(items(f"w {i}"), GREEDY)) for i in range(5)]
         await until(lambda: batcher.depth("en-fr") == 5)
         closing = asyncio.create_task(batcher.close())
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # one turn of the loop: the closing task has started and refuses new work
         with pytest.raises(Draining):
             await batcher.submit(items("late"), GREEDY)
         backend.gate.set()
