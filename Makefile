@@ -24,7 +24,7 @@ serve: install ## serve every model under $(MODELS_ROOT) over gRPC (port 50051, 
 	MT_MODELS_ROOT=$(MODELS_ROOT) MT_DEFAULT_MODEL=$(DEFAULT_MODEL) $(PY) -m service
 
 test: install ## the whole test suite (what CI runs)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 lint: install
 	$(PY) -m ruff check .

@@ -21,11 +21,12 @@ from tests.deploy.paths import (
     find_tool,
 )
 from tests.deploy.promql import dashboard_promql
+from tests.support.environment import missing
 
 PROMTOOL = find_tool("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None,
-    reason="promtool not installed: run deploy/install-tools.sh (as root, installs Debian's 'prometheus')",
+    reason=missing("promtool: run deploy/install-tools.sh (as root, installs Debian's 'prometheus')"),
 )
 REQUIRED_ALERTS = {
     "TranslatorHighLatencyP99",

@@ -20,12 +20,13 @@ from tests.deploy.paths import ALERT_RULES, find_tool
 from tests.deploy.promql import PromQLExpr, extract_promql, rules_promql
 from tests.integration.calls import mixed_traffic
 from tests.service.harness import wait_for
+from tests.support.environment import missing
 from tests.support.service_process import ServiceProcess
 
 PROMETHEUS = find_tool("prometheus")
 pytestmark = pytest.mark.skipif(
     PROMETHEUS is None,
-    reason="prometheus not installed: run deploy/install-tools.sh (as root, installs Debian's 'prometheus')",
+    reason=missing("prometheus: run deploy/install-tools.sh (as root, installs Debian's 'prometheus')"),
 )
 JOB = "translator"  # the job name the dashboard and alerts.yml select (job=~"translator.*")
 DATA_TIMEOUT_S = 20.0  # rate() over a new series needs two scrapes of it

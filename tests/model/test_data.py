@@ -18,6 +18,7 @@ from model.data import (
 )
 from model.tokenizer import BOS_ID, EOS_ID, PAD_ID, load_tokenizer, train_tokenizer
 from tests.model.corpora import MULTI30K, write_lines
+from tests.support.environment import missing
 
 
 def test_reads_plain_and_gzipped_files(tmp_path: Path) -> None:
@@ -108,7 +109,7 @@ def test_ranks_take_disjoint_equal_shards() -> None:
 
 
 @pytest.mark.corpus
-@pytest.mark.skipif(not MULTI30K.is_dir(), reason=f"Multi30k corpus not found at {MULTI30K}")
+@pytest.mark.skipif(not MULTI30K.is_dir(), reason=missing(f"the Multi30k corpus ({MULTI30K})"))
 def test_multi30k_reader_counts_filtered_pairs(tmp_path: Path) -> None:
     src, tgt = read_parallel(MULTI30K, "val", "en", "fr")
     assert len(src) == len(tgt) == 1014

@@ -18,6 +18,7 @@ from model.evaluate import Decoding, engine_scores
 from service.engine import Engine
 from service.manifest import MANIFEST_FILE, read_manifest
 from tests.model.corpora import MULTI30K
+from tests.support.environment import missing
 
 MODELS_ROOT = PROJECT_ROOT / "models"
 MAX_DROP = 1.0
@@ -41,7 +42,7 @@ def test_model_card_matches_the_manifest(model_dir: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.corpus
-@pytest.mark.skipif(not MULTI30K.is_dir(), reason=f"the Multi30k corpus is absent ({MULTI30K})")
+@pytest.mark.skipif(not MULTI30K.is_dir(), reason=missing(f"the Multi30k corpus ({MULTI30K})"))
 @pytest.mark.parametrize("model_dir", bundled_models())
 def test_test_2016_bleu_has_not_dropped(model_dir: Path) -> None:
     engine = Engine.load(model_dir)
