@@ -116,9 +116,8 @@ class Engine:
         if variant not in manifest.variants:
             raise ModelLoadError(f"{model_dir} has no variant {variant!r} (it has {', '.join(manifest.variants)})")
         files = manifest.variants[variant]
-        _use_global_thread_pool(intra_op_threads)
-        encoder = _open_session(model_dir / files.encoder, usable)
-        decoder = _open_session(model_dir / files.decoder, usable)
+        encoder = open_session(model_dir / files.encoder, usable, intra_op_threads)
+        decoder = open_session(model_dir / files.decoder, usable, intra_op_threads)
         tokenizer = spm.SentencePieceProcessor(model_file=str(model_dir / manifest.tokenizer))
         engine = cls(manifest, variant, encoder, decoder, tokenizer)
         if engine.provider != providers[0]:
@@ -329,7 +328,9 @@ def _use_global_thread_pool(intra_op_threads: int) -> None:
 EXACT_INT8_PRODUCTS = "session.x64quantprecision"
 
 
-def _open_session(path: Path, providers: list[str]) -> ort.InferenceSession:
+def open_session(path: Path, providers: list[str], intra_op_threads: int = 0) -> ort.InferenceSession:
+    """An onnxruntime session as the engine runs it: global thread pool, every optimization, exact int8 products."""
+    _use_global_thread_pool(intra_op_threads)
     options = ort.SessionOptions()
     options.use_per_session_threads = False  # the global pool
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
