@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     max_beam_size: Positive = 8
     max_n_best: Positive = 8
     max_length_limit: Positive = Field(512, description="largest max_length a request may ask for")
+    max_id_bytes: Positive = Field(256, description="largest id (UTF-8 bytes) a request may carry")
+    max_stream_inflight: Positive = Field(
+        64, description="requests of one TranslateStream read and not yet answered; reading waits beyond"
+    )
     grace_period_s: float = Field(10.0, ge=0, description="time to finish accepted work on shutdown")
     auth_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         [], description="accepted bearer tokens; empty = no authentication"

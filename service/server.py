@@ -129,7 +129,7 @@ def build_server(
         options=[("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)],
     )
     pb_grpc.add_TranslatorServicer_to_server(
-        TranslatorServicer(TranslationService(models, batcher, settings), metrics), grpc_server
+        TranslatorServicer(TranslationService(models, batcher, settings), metrics, settings), grpc_server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)

@@ -1,0 +1,145 @@
+"""A hostile client against the served process: streams that never read, oversized ids, a malformed message in a
+stream, and the request id on every refusal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from service.api.translation.v1 import translation_pb2 as pb
+from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
+from tests.reliability.calls import TEXTS, assert_serving, attempt, channel
+from tests.support.service_process import ServiceProcess
+
+TOKEN = "hostile-tests-token"
+BEARER = (("authorization", f"Bearer {TOKEN}"),)
+STREAM = "/translation.v1.Translator/TranslateStream"
+TRANSLATE = "/translation.v1.Translator/Translate"
+MAX_STREAM_INFLIGHT = 16
+MALFORMED = b"\xff\xff\xff"
+
+
+@pytest.fixture(scope="module")
+def service(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    log = tmp_path_factory.mktemp("hostile") / "server.log"
+    with ServiceProcess(
+        tiny_model_dir.parent, log, auth_tokens=TOKEN, max_stream_inflight=MAX_STREAM_INFLIGHT
+    ) as running:
+        running.wait_serving()
+        yield running
+
+
+def stream_requests(service: ServiceProcess) -> float:
+    """TranslateStream requests the server has answered so far."""
+    return service.sample_sum("mt_requests_total", method="TranslateStream")
+
+
+def test_a_stream_that_never_reads_is_not_read_without_bound(service: ServiceProcess) -> None:
+    """A client writing requests and reading no answer stalls once the stream's requests in flight are answered
+    and the answers fill the client's receive window (fixed: no bandwidth probing): the server stops reading
+    instead of growing."""
+    before = stream_requests(service)
+    request = pb.TranslateRequest(texts=[" " * 1000], id="x" * 200).SerializeToString()
+    sent = 20_000
+
+    async def main() -> int:
+        async with channel(service.address, options=[("grpc.http2.bdp_probe", 0)]) as connection:
+            call = connection.stream_stream(STREAM)(metadata=BEARER)
+            for n in range(sent):
+                try:
+                    await asyncio.wait_for(call.write(request), 3)
+                except TimeoutError:
+                    call.cancel()
+                    return n
+            call.cancel()
+            return sent
+
+    written = asyncio.run(main())
+    answered = stream_requests(service) - before
+    assert written < sent, f"all {sent} requests were read ahead ({answered} answered)"
+    assert answered < 1000  # in flight, plus the answers the client's 64 KiB receive window holds
+    asyncio.run(assert_serving(service.address, metadata=BEARER))
+
+
+@pytest.mark.parametrize("size", [257, 1_000_000])
+def test_an_id_over_256_bytes_is_refused(service: ServiceProcess, size: int) -> None:
+    """INVALID_ARGUMENT saying the limit, alone and in a stream (where the response carries no id)."""
+
+    async def main() -> tuple[object, list[pb.TranslateResponse]]:
+        request = pb.TranslateRequest(texts=[TEXTS[0]], id="é" * (size // 2) + "x" * (size % 2))
+        async with channel(service.address) as connection:
+            stub = pb_grpc.TranslatorStub(connection)
+            alone = await attempt(stub.Translate(request, metadata=BEARER))
+            streamed = [r async for r in stub.TranslateStream(iter([request]), metadata=BEARER)]
+        return alone, streamed
+
+    alone, streamed = asyncio.run(main())
+    assert isinstance(alone, grpc.aio.AioRpcError) and alone.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"id has {size} bytes; at most 256 are allowed" in (alone.details() or "")
+    [response] = streamed
+    assert response.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and not response.id
+    assert f"id has {size} bytes" in response.status.message
+
+
+def test_a_malformed_message_ends_the_stream_after_its_accepted_requests(service: ServiceProcess) -> None:
+    """The requests read before the malformed message are answered, then the stream ends INVALID_ARGUMENT with
+    the call's request id in its trailer."""
+    good = [pb.TranslateRequest(texts=[text], id=f"r{n}").SerializeToString() for n, text in enumerate(TEXTS[:5])]
+
+    async def main() -> tuple[list[pb.TranslateResponse], grpc.aio.AioRpcError]:
+        async with channel(service.address) as connection:
+            metadata = (*BEARER, ("x-request-id", "stream-1"))
+            call = connection.stream_stream(STREAM)(iter([*good, MALFORMED]), metadata=metadata)
+            answered = []
+            try:
+                async for data in call:
+                    answered.append(pb.TranslateResponse.FromString(data))
+            except grpc.aio.AioRpcError as error:
+                return answered, error
+            raise AssertionError("the stream ended OK")
+
+    for _ in range(3):
+        answered, error = asyncio.run(main())
+        assert sorted(r.id for r in answered) == [f"r{n}" for n in range(5)]
+        assert all(r.status.code == 0 and len(r.translations) == 1 for r in answered)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert ("x-request-id", "stream-1") in list(error.trailing_metadata() or ())
+
+
+@pytest.mark.parametrize(
+    ("method", "data", "metadata", "status"),
+    [
+        (TRANSLATE, MALFORMED, BEARER, grpc.StatusCode.INVALID_ARGUMENT),
+        (STREAM, MALFORMED, BEARER, grpc.StatusCode.INVALID_ARGUMENT),
+        (TRANSLATE, pb.TranslateRequest(texts=["cat"]).SerializeToString(), (), grpc.StatusCode.UNAUTHENTICATED),
+        (STREAM, b"", (), grpc.StatusCode.UNAUTHENTICATED),
+    ],
+)
+def test_refusals_carry_the_request_id(
+    service: ServiceProcess, method: str, data: bytes, metadata: tuple[tuple[str, str], ...], status: grpc.StatusCode
+) -> None:
+    """The client's x-request-id comes back in the trailer of a refused call; without one, a fresh id does."""
+
+    async def call(extra: tuple[tuple[str, str], ...]) -> grpc.aio.AioRpcError:
+        async with channel(service.address) as connection:
+            everything = (*metadata, *extra)
+            try:
+                if method == STREAM:
+                    messages = [data] if data else []
+                    [_ async for _ in connection.stream_stream(method)(iter(messages), metadata=everything)]
+                else:
+                    await connection.unary_unary(method)(data, metadata=everything)
+            except grpc.aio.AioRpcError as error:
+                return error
+            raise AssertionError("the call succeeded")
+
+    proposed = asyncio.run(call((("x-request-id", "mine-42"),)))
+    assert proposed.code() == status
+    assert ("x-request-id", "mine-42") in list(proposed.trailing_metadata() or ())
+    fresh = asyncio.run(call(()))
+    assert fresh.code() == status
+    assert [len(v) for k, v in fresh.trailing_metadata() or () if k == "x-request-id"] == [32]
