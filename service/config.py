@@ -29,6 +29,15 @@ class ConfigError(Exception):
     """The settings are invalid; the message names each bad setting."""
 
 
+class PortBusy(ConfigError):
+    """A port the server is told to bind is taken (by another server, or this one running twice)."""
+
+    def __init__(self, setting: str, host: str, port: int) -> None:
+        super().__init__(
+            f"{setting} {port}: the address {host}:{port} is in use; stop what holds it or pick another port"
+        )
+
+
 class Settings(BaseSettings):
     """Everything the server can be told; see each field's description."""
 

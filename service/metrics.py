@@ -8,6 +8,7 @@ has none; `code` is the gRPC status name (OK, INVALID_ARGUMENT, ...).
 from __future__ import annotations
 
 import asyncio
+import errno
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from wsgiref.simple_server import WSGIServer
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+
+from service.config import PortBusy
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 2.5, 5, 10)
 SENTENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -136,5 +139,10 @@ def start_metrics_server(metrics: Metrics, host: str, port: int) -> MetricsHttpS
     part of the metrics contract, and Prometheus would store each as one more series. (A process-wide switch.)
     """
     disable_created_metrics()
-    httpd, thread = start_http_server(port, addr=host, registry=metrics.registry)
+    try:
+        httpd, thread = start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise PortBusy("metrics_port", host, port) from None
     return MetricsHttpServer(httpd, thread)

@@ -20,7 +20,7 @@ from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.auth import BearerAuthInterceptor
 from service.backend import ModelSet, TranslationBackend
 from service.batcher import Batcher, BatchLimits
-from service.config import ConfigError, Settings
+from service.config import ConfigError, PortBusy, Settings
 from service.decoding import DecodingInterceptor
 from service.errors import ModelNotFound
 from service.metrics import Metrics, MetricsHttpServer, start_metrics_server
@@ -126,7 +126,11 @@ def build_server(
     size = settings.max_message_bytes
     grpc_server = grpc.aio.server(
         interceptors=interceptors,
-        options=[("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)],
+        options=[
+            ("grpc.max_send_message_length", size),
+            ("grpc.max_receive_message_length", size),
+            ("grpc.so_reuseport", 0),  # a second server on the port fails to start instead of sharing it
+        ],
     )
     pb_grpc.add_TranslatorServicer_to_server(
         TranslatorServicer(TranslationService(models, batcher, settings), metrics, settings), grpc_server
@@ -142,13 +146,17 @@ def build_server(
 
 
 def _bind(grpc_server: grpc.aio.Server, settings: Settings) -> int:
+    """Binds the gRPC port; raises ConfigError when it is taken."""
     address = f"{settings.host}:{settings.grpc_port}"
-    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
-        credentials = grpc.ssl_server_credentials(
-            [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
-        )
-        return grpc_server.add_secure_port(address, credentials)
-    return grpc_server.add_insecure_port(address)
+    try:
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
+            )
+            return grpc_server.add_secure_port(address, credentials)
+        return grpc_server.add_insecure_port(address)
+    except RuntimeError:  # grpc's "Failed to bind to address"
+        raise PortBusy("grpc_port", settings.host, settings.grpc_port) from None
 
 
 def load_backends(settings: Settings) -> dict[str, TranslationBackend]:

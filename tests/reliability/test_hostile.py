@@ -143,3 +143,16 @@ def test_refusals_carry_the_request_id(
     fresh = asyncio.run(call(()))
     assert fresh.code() == status
     assert [len(v) for k, v in fresh.trailing_metadata() or () if k == "x-request-id"] == [32]
+
+
+@pytest.mark.parametrize("port", ["grpc_port", "metrics_port"])
+def test_a_busy_port_stops_the_start(service: ServiceProcess, tiny_model_dir: Path, tmp_path: Path, port: str) -> None:
+    """A second server on a port the first holds exits 2 with one `error:` line; the first keeps all its calls."""
+    taken = getattr(service, port)
+    with ServiceProcess(tiny_model_dir.parent, tmp_path / "second.log", **{port: taken}) as second:
+        status = second.wait()
+    output = second.output()
+    assert status == 2, output
+    assert f"error: {port} {taken}: the address 127.0.0.1:{taken} is in use" in output
+    assert "Traceback" not in output
+    asyncio.run(assert_serving(service.address, metadata=BEARER))
