@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", description="address the gRPC and metrics servers bind")
     grpc_port: Port = 50051
     metrics_port: Port = 9400
+    metrics_read_timeout_s: float = Field(5.0, gt=0, description="a /metrics connection idle this long is closed")
+    metrics_max_connections: Positive = Field(16, description="/metrics connections open at once; more are closed")
     providers: StrList = Field(["CPUExecutionProvider"], description="onnxruntime execution providers, in order")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads, one pool for all models; 0 = automatic")
     max_batch_size: Positive = Field(32, description="sentences in one model call")

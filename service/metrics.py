@@ -1,4 +1,4 @@
-"""Prometheus metrics of the server, on their own registry and HTTP port.
+"""Prometheus metrics of the server, on their own registry (served by service.http.metrics_server).
 
 The names and labels are a contract with the dashboards and alert rules; change them only together.
 Label `model` is the served model's name, or "" where a request names no served model or the method
@@ -8,18 +8,13 @@ has none; `code` is the gRPC status name (OK, INVALID_ARGUMENT, ...).
 from __future__ import annotations
 
 import asyncio
-import errno
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from wsgiref.simple_server import WSGIServer
+from dataclasses import dataclass
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
-
-from service.config import PortBusy
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 2.5, 5, 10)
 SENTENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -112,37 +107,3 @@ class Metrics:
             labels = (method, outcome.model, outcome.code.name)
             self.request_duration.labels(*labels).observe(time.perf_counter() - start)
             self.requests.labels(*labels).inc()
-
-
-@dataclass
-class MetricsHttpServer:
-    """The running /metrics endpoint."""
-
-    httpd: WSGIServer
-    thread: threading.Thread = field(repr=False)
-
-    @property
-    def port(self) -> int:
-        port: int = self.httpd.server_address[1]
-        return port
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
-def start_metrics_server(metrics: Metrics, host: str, port: int) -> MetricsHttpServer:
-    """Serves `metrics` over HTTP on host:port (0 picks a free port).
-
-    Without the `*_created` series prometheus_client would add to every counter and histogram: they are not
-    part of the metrics contract, and Prometheus would store each as one more series. (A process-wide switch.)
-    """
-    disable_created_metrics()
-    try:
-        httpd, thread = start_http_server(port, addr=host, registry=metrics.registry)
-    except OSError as exc:
-        if exc.errno != errno.EADDRINUSE:
-            raise
-        raise PortBusy("metrics_port", host, port) from None
-    return MetricsHttpServer(httpd, thread)

@@ -23,7 +23,8 @@ from service.batcher import Batcher, BatchLimits
 from service.config import ConfigError, PortBusy, Settings
 from service.decoding import DecodingInterceptor
 from service.errors import ModelNotFound
-from service.metrics import Metrics, MetricsHttpServer, start_metrics_server
+from service.http.metrics_server import MetricsHttpServer, start_metrics_server
+from service.metrics import Metrics
 from service.servicer import TranslatorServicer
 from service.translation import TranslationService
 from service.types import DecodeOptions
@@ -62,7 +63,13 @@ class TranslationServer:
             info = (name, m.version, backend.provider, m.source_language, m.target_language)
             self.metrics.model_info.labels(*info).set(1)
         settings = self.settings
-        self._metrics_http = start_metrics_server(self.metrics, settings.host, settings.metrics_port)
+        self._metrics_http = start_metrics_server(
+            self.metrics.registry,
+            settings.host,
+            settings.metrics_port,
+            settings.metrics_read_timeout_s,
+            settings.metrics_max_connections,
+        )
         await self.grpc_server.start()
         log.info(
             "serving %s on %s:%d (metrics on port %d, tls=%s, auth=%s)",

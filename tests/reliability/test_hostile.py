@@ -4,6 +4,9 @@ stream, and the request id on every refusal."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,3 +159,37 @@ def test_a_busy_port_stops_the_start(service: ServiceProcess, tiny_model_dir: Pa
     assert f"error: {port} {taken}: the address 127.0.0.1:{taken} is in use" in output
     assert "Traceback" not in output
     asyncio.run(assert_serving(service.address, metadata=BEARER))
+
+
+def _threads_and_descriptors(pid: int) -> tuple[int, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    threads = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("Threads:"))
+    return threads, len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def _at_most(counts: tuple[int, int], limits: tuple[int, int]) -> bool:
+    return all(n <= limit for n, limit in zip(counts, limits, strict=True))
+
+
+def test_half_sent_metrics_requests_are_dropped(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Connections that never finish their request hold at most `metrics_max_connections` threads, for at most
+    `metrics_read_timeout_s`; then threads and descriptors are back where they were and /metrics answers."""
+    with ServiceProcess(
+        tiny_model_dir.parent, tmp_path / "server.log", metrics_read_timeout_s=1, metrics_max_connections=4
+    ) as service:
+        service.wait_serving()
+        service.metrics_text()
+        pid = service.process.pid
+        before = _threads_and_descriptors(pid)
+        with contextlib.ExitStack() as stack:
+            for _ in range(40):
+                connection = stack.enter_context(socket.create_connection(("127.0.0.1", service.metrics_port)))
+                connection.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            time.sleep(0.5)
+            held = _threads_and_descriptors(pid)
+            assert held[0] <= before[0] + 4, (before, held)
+            deadline = time.monotonic() + 10
+            while not _at_most(_threads_and_descriptors(pid), before) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert _at_most(_threads_and_descriptors(pid), before), (before, _threads_and_descriptors(pid))
+            assert "mt_requests_total" in service.metrics_text()
