@@ -17,6 +17,7 @@ import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 2.5, 5, 10)
+DEADLINE_SLACK_S = 0.005  # grpc's deadline and the handler's copy of it may differ by clock reads
 SENTENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
@@ -87,8 +88,12 @@ class Metrics:
         )
 
     @contextmanager
-    def track(self, method: str, model: str = "") -> Iterator[RequestOutcome]:
-        """Counts one request in flight, then records its duration and outcome."""
+    def track(self, method: str, model: str = "", deadline: float | None = None) -> Iterator[RequestOutcome]:
+        """Counts one request in flight, then records its duration and outcome.
+
+        A request cancelled at its `deadline` (a time.monotonic() instant: grpc cancels the handler when the
+        deadline passes) ends DEADLINE_EXCEEDED, one cancelled before it CANCELLED (the client went away).
+        """
         outcome = RequestOutcome(model=model)
         inflight = self.inflight.labels(method)
         inflight.inc()
@@ -96,7 +101,8 @@ class Metrics:
         try:
             yield outcome
         except asyncio.CancelledError:
-            outcome.code = grpc.StatusCode.CANCELLED
+            expired = deadline is not None and time.monotonic() >= deadline - DEADLINE_SLACK_S
+            outcome.code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             raise
         except BaseException:
             if outcome.code == grpc.StatusCode.OK:

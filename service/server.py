@@ -20,6 +20,7 @@ from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.auth import BearerAuthInterceptor
 from service.backend import ModelSet, TranslationBackend
 from service.batcher import Batcher, BatchLimits
+from service.calls.accounting import CallAccounting
 from service.config import ConfigError, PortBusy, Settings
 from service.decoding import DecodingInterceptor
 from service.errors import ModelNotFound
@@ -125,7 +126,7 @@ def build_server(
         raise ConfigError(f"default_model: {exc}") from None
     metrics = Metrics(registry)
     batcher = Batcher(models, BatchLimits.from_settings(settings), metrics)
-    interceptors: list[grpc.aio.ServerInterceptor] = []
+    interceptors: list[grpc.aio.ServerInterceptor] = [CallAccounting(metrics)]
     if settings.auth_tokens:
         tokens = [t.get_secret_value() for t in settings.auth_tokens]
         interceptors.append(BearerAuthInterceptor(tokens, metrics))

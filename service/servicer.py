@@ -107,7 +107,7 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
         """Translates one request, recording its metrics; an error comes back as its status."""
         model = self._service.models.label(request.model)
         result: pb.TranslateResponse | ErrorStatus
-        with request_context(request_id), self._metrics.track(method, model) as outcome:
+        with request_context(request_id), self._metrics.track(method, model, deadline) as outcome:
             try:
                 result = await self._service.translate(request, request_id, deadline)
             except Exception as exc:

@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 
+from service.calls.accounting import handler_started
 from service.logs import new_request_id
 
 REQUEST_ID_KEY = "x-request-id"
@@ -14,7 +15,11 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def begin(context: Context) -> str:
-    """The call's request id, also set as its trailing metadata (kept if an earlier step of the call set one)."""
+    """The call's request id, also set as its trailing metadata (kept if an earlier step of the call set one).
+
+    Every handler calls it first: the call counts as started (see service.calls.accounting).
+    """
+    handler_started()
     given = dict(context.trailing_metadata() or ()).get(REQUEST_ID_KEY)
     if given:
         return str(given)

@@ -4,6 +4,7 @@ stream, and the request id on every refusal."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import socket
 import time
@@ -15,7 +16,7 @@ import pytest
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
-from tests.reliability.calls import TEXTS, assert_serving, attempt, channel
+from tests.reliability.calls import TEXTS, assert_serving, attempt, channel, code
 from tests.support.service_process import ServiceProcess
 
 TOKEN = "hostile-tests-token"
@@ -24,6 +25,7 @@ STREAM = "/translation.v1.Translator/TranslateStream"
 TRANSLATE = "/translation.v1.Translator/Translate"
 MAX_STREAM_INFLIGHT = 16
 MALFORMED = b"\xff\xff\xff"
+CODES = ("OK", "CANCELLED", "DEADLINE_EXCEEDED")
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +195,44 @@ def test_half_sent_metrics_requests_are_dropped(tiny_model_dir: Path, tmp_path: 
                 time.sleep(0.2)
             assert _at_most(_threads_and_descriptors(pid), before), (before, _threads_and_descriptors(pid))
             assert "mt_requests_total" in service.metrics_text()
+
+
+def _count_calls(service: ServiceProcess, timeout: float) -> tuple[collections.Counter[str], dict[str, float]]:
+    """200 concurrent Translate calls of beam search with `timeout`: how the clients saw them end, and how the
+    server counted them once its counts settled."""
+    labels = {"method": "Translate"}
+    before = {code: service.sample_sum("mt_requests_total", **labels, code=code) for code in CODES}
+    request = pb.TranslateRequest(texts=TEXTS[:4], beam_size=4)
+
+    async def main() -> list[grpc.StatusCode | None]:
+        async with channel(service.address) as connection:
+            stub = pb_grpc.TranslatorStub(connection)
+            calls = [attempt(stub.Translate(request, metadata=BEARER, timeout=timeout)) for _ in range(200)]
+            return [code(outcome) for outcome in await asyncio.gather(*calls)]
+
+    seen = collections.Counter(status.name if status else "lost" for status in asyncio.run(main()))
+    counts: list[float] = []
+    while len(counts) < 3 or counts[-1] != counts[-3]:  # the server may end calls a moment after the clients
+        time.sleep(0.5)
+        counts.append(service.sample_sum("mt_requests_total", **labels))
+    counted = {code: service.sample_sum("mt_requests_total", **labels, code=code) - before[code] for code in CODES}
+    return seen, counted
+
+
+def test_every_expired_deadline_is_counted_as_such(service: ServiceProcess) -> None:
+    """Calls whose deadline passes are counted DEADLINE_EXCEEDED, not CANCELLED, and every call is counted."""
+    seen, counted = _count_calls(service, 0.3)
+    assert seen["DEADLINE_EXCEEDED"] > 0, seen
+    assert counted["CANCELLED"] == 0, (seen, counted)
+    # A call answered at its deadline may be OK on the server and DEADLINE_EXCEEDED at the client, not otherwise.
+    assert counted["OK"] >= seen["OK"], (seen, counted)
+    assert counted["DEADLINE_EXCEEDED"] + counted["OK"] == 200, (seen, counted)
+
+
+def test_deadlines_shorter_than_the_wait_are_not_counted_cancelled(service: ServiceProcess) -> None:
+    """With 50 ms deadlines most calls expire before their handler starts: those grpc hands to the server are
+    counted DEADLINE_EXCEEDED; grpc drops those that expire still queued in its core (uncounted)."""
+    seen, counted = _count_calls(service, 0.05)
+    assert seen["DEADLINE_EXCEEDED"] > 0, seen
+    assert counted["CANCELLED"] == 0, (seen, counted)
+    assert counted["DEADLINE_EXCEEDED"] > 0, (seen, counted)
