@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -236,3 +238,57 @@ def test_deadlines_shorter_than_the_wait_are_not_counted_cancelled(service: Serv
     assert seen["DEADLINE_EXCEEDED"] > 0, seen
     assert counted["CANCELLED"] == 0, (seen, counted)
     assert counted["DEADLINE_EXCEEDED"] > 0, (seen, counted)
+
+
+def test_a_client_cancelling_streams_logs_no_error(service: ServiceProcess) -> None:
+    """Streams cancelled with requests in flight, or while the server waits to read, end without an ERROR line or a
+    traceback in the server's log."""
+    logged = len(service.output())
+    request = pb.TranslateRequest(texts=TEXTS[:8], beam_size=4)
+
+    async def main() -> None:
+        async with channel(service.address) as connection:
+            stub = pb_grpc.TranslatorStub(connection)
+            for n in range(10):
+                call = stub.TranslateStream(metadata=BEARER)
+                for _ in range(n % 3):
+                    await call.write(request)
+                await asyncio.sleep(0.05 * (n % 4))
+                call.cancel()
+            await assert_serving(service.address, metadata=BEARER)
+
+    asyncio.run(main())
+    time.sleep(0.5)
+    new = service.output()[logged:]
+    assert " ERROR " not in new and "Traceback" not in new, new
+
+
+def test_json_logs_stay_json_when_grpc_itself_complains(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """With MT_LOG_JSON, a plain TCP client sending garbage to the TLS port leaves only JSON lines in the log."""
+    from tests.reliability.test_security import Authority  # the tests' own CA
+
+    authority = Authority("json logs CA")
+    cert_file, key_file = authority.issue(tmp_path)
+    credentials = grpc.ssl_channel_credentials(authority.pem)
+    with ServiceProcess(
+        tiny_model_dir.parent,
+        tmp_path / "server.log",
+        credentials=credentials,
+        tls_cert_file=cert_file,
+        tls_key_file=key_file,
+        log_json="true",
+    ) as service:
+        service.wait_serving()
+        for garbage in (b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x00\x05hello", b"\x00" * 64):
+            with socket.create_connection(("127.0.0.1", service.grpc_port)) as connection:
+                connection.sendall(garbage)
+                connection.settimeout(2)
+                with contextlib.suppress(OSError):
+                    connection.recv(1024)
+        time.sleep(0.5)
+        service.signal(signal.SIGTERM)
+        assert service.wait() == 0
+    lines = service.output().splitlines()
+    assert lines
+    for line in lines:
+        assert isinstance(json.loads(line), dict), line
