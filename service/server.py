@@ -27,6 +27,7 @@ from service.errors import ModelNotFound
 from service.http.metrics_server import MetricsHttpServer, start_metrics_server
 from service.metrics import Metrics
 from service.servicer import TranslatorServicer
+from service.telemetry.build import build_info
 from service.translation import TranslationService
 from service.types import DecodeOptions
 
@@ -59,11 +60,13 @@ class TranslationServer:
         """Opens the ports; health says NOT_SERVING until `warm_up` has run."""
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        settings = self.settings
         for name, backend in self.models.items():
             m = backend.manifest
-            info = (name, m.version, backend.provider, m.source_language, m.target_language)
+            info = (name, m.version, backend.provider, settings.providers[0], m.source_language, m.target_language)
             self.metrics.model_info.labels(*info).set(1)
-        settings = self.settings
+        self.metrics.build_info.labels(*build_info()).set(1)
+        self.metrics.initialize(self.models)
         self._metrics_http = start_metrics_server(
             self.metrics.registry,
             settings.host,
