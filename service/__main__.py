@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
-from service.config import ConfigError, load_settings
+from service.config import ConfigError, Settings, load_settings
 from service.logs import logging_to_stderr
 from service.manifest import ModelLoadError
-from service.server import load_backends, serve
 
 
 def main() -> int:
     """Exit status: 0 after a graceful shutdown, 2 for bad settings, no models or a model that does not load."""
     try:
         settings = load_settings()
+        quiet_grpc_core(settings)
+        from service.server import load_backends, serve  # imports grpc: after quiet_grpc_core
+
         with logging_to_stderr(settings.log_level, settings.log_json):
             backends = load_backends(settings)
             asyncio.run(serve(settings, backends))
@@ -22,6 +25,13 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def quiet_grpc_core(settings: Settings) -> None:
+    """grpc's C core writes its own plain-text lines to stderr, INFO ones included (a failed TLS handshake), and
+    reads its verbosity once, when grpc is imported: only its errors with text logs, nothing with JSON logs
+    (which must stay one JSON object per line). A GRPC_VERBOSITY of the environment wins."""
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE" if settings.log_json else "ERROR")
 
 
 if __name__ == "__main__":

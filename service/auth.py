@@ -8,8 +8,8 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from service.calls.request_id import begin
 from service.errors import Unauthenticated, error_status
-from service.logs import new_request_id
 from service.metrics import Metrics
 
 EXEMPT_PREFIX = "/grpc.health.v1.Health/"
@@ -49,7 +49,7 @@ class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
 async def _refuse(request: object, context: grpc.aio.ServicerContext[Any, Any]) -> None:
     status = error_status(
         Unauthenticated("missing or invalid bearer token; send metadata `authorization: Bearer <token>`"),
-        new_request_id(),
+        begin(context),
     )
     await context.abort(status.code, status.message)
 

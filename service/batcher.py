@@ -255,10 +255,11 @@ class _Lane:
             return
         finally:
             self.busy = False
-            self.metrics.batch_inference.labels(self.name).observe(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            self.metrics.batch_inference.labels(self.name).observe(elapsed)
         self.metrics.sentences.labels(self.name).inc(len(batch))
         self.metrics.input_tokens.labels(self.name).inc(sum(tokens))
-        self.metrics.output_tokens.labels(self.name).inc(sum(len(h.tokens) for r in results for h in r.hypotheses))
+        self.metrics.record_outputs(self.name, results, elapsed)
         for entry, result in zip(batch, results, strict=True):
             entry.request.deliver(entry.index, result)
 

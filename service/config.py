@@ -29,6 +29,15 @@ class ConfigError(Exception):
     """The settings are invalid; the message names each bad setting."""
 
 
+class PortBusy(ConfigError):
+    """A port the server is told to bind is taken (by another server, or this one running twice)."""
+
+    def __init__(self, setting: str, host: str, port: int) -> None:
+        super().__init__(
+            f"{setting} {port}: the address {host}:{port} is in use; stop what holds it or pick another port"
+        )
+
+
 class Settings(BaseSettings):
     """Everything the server can be told; see each field's description."""
 
@@ -39,6 +48,8 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", description="address the gRPC and metrics servers bind")
     grpc_port: Port = 50051
     metrics_port: Port = 9400
+    metrics_read_timeout_s: float = Field(5.0, gt=0, description="a /metrics connection idle this long is closed")
+    metrics_max_connections: Positive = Field(16, description="/metrics connections open at once; more are closed")
     providers: StrList = Field(["CPUExecutionProvider"], description="onnxruntime execution providers, in order")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads, one pool for all models; 0 = automatic")
     max_batch_size: Positive = Field(32, description="sentences in one model call")
@@ -51,6 +62,10 @@ class Settings(BaseSettings):
     max_beam_size: Positive = 8
     max_n_best: Positive = 8
     max_length_limit: Positive = Field(512, description="largest max_length a request may ask for")
+    max_id_bytes: Positive = Field(256, description="largest id (UTF-8 bytes) a request may carry")
+    max_stream_inflight: Positive = Field(
+        64, description="requests of one TranslateStream read and not yet answered; reading waits beyond"
+    )
     grace_period_s: float = Field(10.0, ge=0, description="time to finish accepted work on shutdown")
     auth_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         [], description="accepted bearer tokens; empty = no authentication"

@@ -15,6 +15,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from service.auth import Handler
+from service.calls.request_id import begin
 from service.metrics import Metrics
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -69,6 +70,7 @@ class _Parsing:
         name = self._method.rsplit("/", 1)[-1]
         self._metrics.requests.labels(name, "", grpc.StatusCode.INVALID_ARGUMENT.name).inc()
         message = f"the request is not a valid protobuf message for {self._method}"
+        begin(context)
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
 
     def wrap(self, handler: Handler) -> Handler:

@@ -248,6 +248,7 @@ class Engine:
                 tokens=self._pieces(r.token_ids),
                 score=r.score,
                 attention=None if r.attention is None else _trimmed(r.attention, len(r.token_ids), len(source)),
+                truncated=r.truncated,
             )
             for r in found
         ]

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the server, on their own registry and HTTP port.
+"""Prometheus metrics of the server, on their own registry (served by service.http.metrics_server).
 
 The names and labels are a contract with the dashboards and alert rules; change them only together.
 Label `model` is the served model's name, or "" where a request names no served model or the method
@@ -8,17 +8,58 @@ has none; `code` is the gRPC status name (OK, INVALID_ARGUMENT, ...).
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from wsgiref.simple_server import WSGIServer
+from dataclasses import dataclass
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 2.5, 5, 10)
+from service.types import Translation
+
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    0.75,
+    1,
+    2.5,
+    5,
+    10,
+)
+DEADLINE_SLACK_S = 0.005  # grpc's deadline and the handler's copy of it may differ by clock reads
+METHODS = ("Translate", "TranslateStream", "ListModels")
+MODEL_CODES = (
+    "OK",
+    "INVALID_ARGUMENT",
+    "RESOURCE_EXHAUSTED",
+    "DEADLINE_EXCEEDED",
+    "CANCELLED",
+    "UNAVAILABLE",
+    "INTERNAL",
+)
+UNRESOLVED_CODES = ("INVALID_ARGUMENT", "NOT_FOUND", "UNAUTHENTICATED", "DEADLINE_EXCEEDED")  # before a model is known
+LIST_MODELS_CODES = ("OK", "INVALID_ARGUMENT", "UNAUTHENTICATED", "DEADLINE_EXCEEDED", "CANCELLED")
 SENTENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
@@ -75,6 +116,19 @@ class Metrics:
         self.output_tokens = Counter(
             "mt_output_tokens_total", "Target tokens of returned hypotheses", ["model"], registry=r
         )
+        self.truncated_outputs = Counter(
+            "mt_truncated_outputs_total",
+            "Translations whose best hypothesis was cut at the maximum length (no end of sentence)",
+            ["model"],
+            registry=r,
+        )
+        self.time_per_output_token = Histogram(
+            "mt_time_per_output_token_seconds",
+            "Time of a batch's model call per output token of its longest best hypothesis (one decoding step)",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.sentences = Counter("mt_sentences_total", "Sentences translated by the model", ["model"], registry=r)
         self.inflight = Gauge("mt_inflight_requests", "Requests being handled", ["method"], registry=r)
         self.queue_depth = Gauge("mt_queue_depth", "Sentences waiting for a batch", ["model"], registry=r)
@@ -84,13 +138,56 @@ class Metrics:
         self.model_info = Gauge(
             "mt_model_info",
             "Served model (always 1)",
-            ["model", "version", "provider", "source_language", "target_language"],
+            ["model", "version", "provider", "requested_provider", "source_language", "target_language"],
             registry=r,
         )
+        self.build_info = Gauge(
+            "mt_build_info",
+            "The running build (always 1)",
+            ["version", "revision", "onnxruntime", "python"],
+            registry=r,
+        )
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=r)  # process_* and python_* series
+
+    def initialize(self, models: Iterable[str]) -> None:
+        """Creates every labelled series that can occur, at 0: a fresh server shows zeros, not "no data"."""
+        models = list(models)
+        for method, model, code in _request_labels(models):
+            self.requests.labels(method, model, code)
+            self.request_duration.labels(method, model, code)
+        for method in METHODS:
+            self.inflight.labels(method)
+        for model in models:
+            for per_model in (
+                self.queue_wait,
+                self.batch_inference,
+                self.batch_sentences,
+                self.batch_tokens,
+                self.input_tokens,
+                self.output_tokens,
+                self.sentences,
+                self.truncated_outputs,
+                self.time_per_output_token,
+                self.queue_depth,
+            ):
+                per_model.labels(model)
+
+    def record_outputs(self, model: str, results: Sequence[Translation], seconds: float) -> None:
+        """Counts a batch's output tokens and cut translations, and its time per decoding step."""
+        self.output_tokens.labels(model).inc(sum(len(h.tokens) for r in results for h in r.hypotheses))
+        self.truncated_outputs.labels(model).inc(sum(r.best.truncated for r in results))
+        steps = max((len(r.best.tokens) + 1 for r in results), default=0)  # + 1: the end of sentence
+        if steps:
+            self.time_per_output_token.labels(model).observe(seconds / steps)
 
     @contextmanager
-    def track(self, method: str, model: str = "") -> Iterator[RequestOutcome]:
-        """Counts one request in flight, then records its duration and outcome."""
+    def track(self, method: str, model: str = "", deadline: float | None = None) -> Iterator[RequestOutcome]:
+        """Counts one request in flight, then records its duration and outcome.
+
+        A request cancelled at its `deadline` (a time.monotonic() instant: grpc cancels the handler when the
+        deadline passes) ends DEADLINE_EXCEEDED, one cancelled before it CANCELLED (the client went away).
+        """
         outcome = RequestOutcome(model=model)
         inflight = self.inflight.labels(method)
         inflight.inc()
@@ -98,7 +195,8 @@ class Metrics:
         try:
             yield outcome
         except asyncio.CancelledError:
-            outcome.code = grpc.StatusCode.CANCELLED
+            expired = deadline is not None and time.monotonic() >= deadline - DEADLINE_SLACK_S
+            outcome.code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             raise
         except BaseException:
             if outcome.code == grpc.StatusCode.OK:
@@ -111,30 +209,13 @@ class Metrics:
             self.requests.labels(*labels).inc()
 
 
-@dataclass
-class MetricsHttpServer:
-    """The running /metrics endpoint."""
-
-    httpd: WSGIServer
-    thread: threading.Thread = field(repr=False)
-
-    @property
-    def port(self) -> int:
-        port: int = self.httpd.server_address[1]
-        return port
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
-def start_metrics_server(metrics: Metrics, host: str, port: int) -> MetricsHttpServer:
-    """Serves `metrics` over HTTP on host:port (0 picks a free port).
-
-    Without the `*_created` series prometheus_client would add to every counter and histogram: they are not
-    part of the metrics contract, and Prometheus would store each as one more series. (A process-wide switch.)
-    """
-    disable_created_metrics()
-    httpd, thread = start_http_server(port, addr=host, registry=metrics.registry)
-    return MetricsHttpServer(httpd, thread)
+def _request_labels(models: Sequence[str]) -> Iterator[tuple[str, str, str]]:
+    """(method, model, code) of every request outcome that can occur."""
+    for method in ("Translate", "TranslateStream"):
+        for model in models:
+            for code in MODEL_CODES:
+                yield method, model, code
+        for code in UNRESOLVED_CODES:
+            yield method, "", code
+    for code in LIST_MODELS_CODES:
+        yield "ListModels", "", code

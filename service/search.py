@@ -7,7 +7,7 @@ differ through the model's numbers, never through the search.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -32,6 +32,7 @@ class SearchResult:
     token_ids: list[int]
     score: float
     attention: np.ndarray | None  # (len(token_ids), S)
+    truncated: bool = False  # cut at the maximum length, without an eos
 
 
 def length_normalized(total_log_prob: float | np.ndarray, length: int, length_penalty: float) -> float | np.ndarray:
@@ -151,9 +152,8 @@ def beam_search(
         for b in np.flatnonzero(at_limit):  # out of room: the live beams end here, unfinished
             for j in range(k):
                 row = int(b) * k + j
-                finished[alive[b]].append(
-                    _make_result(history[row], scores[b, j], attn_history, row, position + 1, length_penalty)
-                )
+                cut = _make_result(history[row], scores[b, j], attn_history, row, position + 1, length_penalty)
+                finished[alive[b]].append(replace(cut, truncated=True))
         done = at_limit | np.array([len(finished[s]) >= k for s in alive])
         rows = next_rows.reshape(-1)
         if done.any():
@@ -196,4 +196,5 @@ def _finish(
     length = len(emitted)
     ids = emitted[:-1] if emitted and emitted[-1] == eos_id else emitted
     stacked = np.stack(attention)[: len(ids)] if attention else None  # (0, S) when eos came first
-    return SearchResult(ids, float(length_normalized(total, length, length_penalty)), stacked)
+    score = float(length_normalized(total, length, length_penalty))
+    return SearchResult(ids, score, stacked, truncated=len(ids) == length)

@@ -20,11 +20,14 @@ from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.auth import BearerAuthInterceptor
 from service.backend import ModelSet, TranslationBackend
 from service.batcher import Batcher, BatchLimits
-from service.config import ConfigError, Settings
+from service.calls.accounting import CallAccounting
+from service.config import ConfigError, PortBusy, Settings
 from service.decoding import DecodingInterceptor
 from service.errors import ModelNotFound
-from service.metrics import Metrics, MetricsHttpServer, start_metrics_server
+from service.http.metrics_server import MetricsHttpServer, start_metrics_server
+from service.metrics import Metrics
 from service.servicer import TranslatorServicer
+from service.telemetry.build import build_info
 from service.translation import TranslationService
 from service.types import DecodeOptions
 
@@ -57,12 +60,20 @@ class TranslationServer:
         """Opens the ports; health says NOT_SERVING until `warm_up` has run."""
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        settings = self.settings
         for name, backend in self.models.items():
             m = backend.manifest
-            info = (name, m.version, backend.provider, m.source_language, m.target_language)
+            info = (name, m.version, backend.provider, settings.providers[0], m.source_language, m.target_language)
             self.metrics.model_info.labels(*info).set(1)
-        settings = self.settings
-        self._metrics_http = start_metrics_server(self.metrics, settings.host, settings.metrics_port)
+        self.metrics.build_info.labels(*build_info()).set(1)
+        self.metrics.initialize(self.models)
+        self._metrics_http = start_metrics_server(
+            self.metrics.registry,
+            settings.host,
+            settings.metrics_port,
+            settings.metrics_read_timeout_s,
+            settings.metrics_max_connections,
+        )
         await self.grpc_server.start()
         log.info(
             "serving %s on %s:%d (metrics on port %d, tls=%s, auth=%s)",
@@ -118,7 +129,7 @@ def build_server(
         raise ConfigError(f"default_model: {exc}") from None
     metrics = Metrics(registry)
     batcher = Batcher(models, BatchLimits.from_settings(settings), metrics)
-    interceptors: list[grpc.aio.ServerInterceptor] = []
+    interceptors: list[grpc.aio.ServerInterceptor] = [CallAccounting(metrics)]
     if settings.auth_tokens:
         tokens = [t.get_secret_value() for t in settings.auth_tokens]
         interceptors.append(BearerAuthInterceptor(tokens, metrics))
@@ -126,10 +137,14 @@ def build_server(
     size = settings.max_message_bytes
     grpc_server = grpc.aio.server(
         interceptors=interceptors,
-        options=[("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)],
+        options=[
+            ("grpc.max_send_message_length", size),
+            ("grpc.max_receive_message_length", size),
+            ("grpc.so_reuseport", 0),  # a second server on the port fails to start instead of sharing it
+        ],
     )
     pb_grpc.add_TranslatorServicer_to_server(
-        TranslatorServicer(TranslationService(models, batcher, settings), metrics), grpc_server
+        TranslatorServicer(TranslationService(models, batcher, settings), metrics, settings), grpc_server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
@@ -142,13 +157,17 @@ def build_server(
 
 
 def _bind(grpc_server: grpc.aio.Server, settings: Settings) -> int:
+    """Binds the gRPC port; raises ConfigError when it is taken."""
     address = f"{settings.host}:{settings.grpc_port}"
-    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
-        credentials = grpc.ssl_server_credentials(
-            [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
-        )
-        return grpc_server.add_secure_port(address, credentials)
-    return grpc_server.add_insecure_port(address)
+    try:
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
+            )
+            return grpc_server.add_secure_port(address, credentials)
+        return grpc_server.add_insecure_port(address)
+    except RuntimeError:  # grpc's "Failed to bind to address"
+        raise PortBusy("grpc_port", settings.host, settings.grpc_port) from None
 
 
 def load_backends(settings: Settings) -> dict[str, TranslationBackend]:

@@ -12,25 +12,28 @@ import grpc
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
+from service.calls.request_id import begin
+from service.config import Settings
 from service.errors import ErrorStatus, error_status
-from service.logs import new_request_id, request_context
+from service.logs import request_context
 from service.metrics import Metrics
 from service.translation import TranslationService
 
 log = logging.getLogger(__name__)
-REQUEST_ID_KEY = "x-request-id"
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class TranslatorServicer(pb_grpc.TranslatorServicer):
     """Implements translation.v1.Translator."""
 
-    def __init__(self, service: TranslationService, metrics: Metrics) -> None:
+    def __init__(self, service: TranslationService, metrics: Metrics, settings: Settings) -> None:
         self._service = service
         self._metrics = metrics
+        self._max_id_bytes = settings.max_id_bytes
+        self._stream_inflight = settings.max_stream_inflight
 
     async def Translate(self, request: pb.TranslateRequest, context: Context) -> pb.TranslateResponse:
-        request_id = _begin(context)
+        request_id = begin(context)
         result = await self._run("Translate", request, request_id, _deadline(context))
         if isinstance(result, ErrorStatus):
             await context.abort(result.code, result.message)
@@ -41,16 +44,23 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
         request_iterator: AsyncIterable[pb.TranslateRequest],
         context: Context,
     ) -> AsyncIterator[pb.TranslateResponse]:
-        """Answers each request as soon as it is done; a failed one gets a response with its status."""
-        call_id = _begin(context)
+        """Answers each request as soon as it is done; a failed one gets a response with its status.
+
+        At most `max_stream_inflight` requests are read and not yet answered: reading waits while the client
+        does not take its answers. A malformed message ends the stream INVALID_ARGUMENT once the requests read
+        before it are answered.
+        """
+        call_id = begin(context)
         deadline = _deadline(context)
         responses: asyncio.Queue[pb.TranslateResponse | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(self._stream_inflight)
 
         async def answer(request: pb.TranslateRequest, request_id: str) -> None:
             result = await self._run("TranslateStream", request, request_id, deadline)
             if isinstance(result, ErrorStatus):
                 status = pb.Status(code=result.number, message=result.message)
-                result = pb.TranslateResponse(id=request.id, request_id=request_id, status=status)
+                echoed = request.id if len(request.id.encode()) <= self._max_id_bytes else ""
+                result = pb.TranslateResponse(id=echoed, request_id=request_id, status=status)
             else:
                 result.status.SetInParent()
             responses.put_nowait(result)
@@ -60,21 +70,25 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
             try:
                 n = 0
                 async for request in request_iterator:
+                    await slots.acquire()
                     task = asyncio.create_task(answer(request, f"{call_id}/{n}"))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)  # a long stream keeps only unfinished tasks
                     n += 1
-                await asyncio.gather(*tasks)
-            finally:
+            except asyncio.CancelledError:
                 for task in tasks:
                     task.cancel()
+                raise
+            finally:
+                await asyncio.gather(*tasks, return_exceptions=True)  # the accepted requests are answered
                 responses.put_nowait(None)
 
         reader = asyncio.create_task(read())
         try:
             while (response := await responses.get()) is not None:
                 yield response
-            await reader
+                slots.release()
+            await reader  # raises what ended the reading (a malformed message)
         finally:
             reader.cancel()
 
@@ -83,7 +97,7 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
         request: pb.ListModelsRequest,
         context: Context,
     ) -> pb.ListModelsResponse:
-        request_id = _begin(context)
+        request_id = begin(context)
         with request_context(request_id), self._metrics.track("ListModels"):
             return self._service.list_models()
 
@@ -93,7 +107,7 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
         """Translates one request, recording its metrics; an error comes back as its status."""
         model = self._service.models.label(request.model)
         result: pb.TranslateResponse | ErrorStatus
-        with request_context(request_id), self._metrics.track(method, model) as outcome:
+        with request_context(request_id), self._metrics.track(method, model, deadline) as outcome:
             try:
                 result = await self._service.translate(request, request_id, deadline)
             except Exception as exc:
@@ -101,14 +115,6 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
                 outcome.code = result.code
             log.info("%s model=%s texts=%d: %s", method, model, len(request.texts), _describe(result))
         return result
-
-
-def _begin(context: Context) -> str:
-    """The call's request id (the client's x-request-id if valid), also sent back as trailing metadata."""
-    proposed = next((str(v) for k, v in context.invocation_metadata() or () if k == REQUEST_ID_KEY), None)
-    request_id = new_request_id(proposed)
-    context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
-    return request_id
 
 
 def _describe(result: pb.TranslateResponse | ErrorStatus) -> str:

@@ -27,6 +27,7 @@ class Hypothesis:
     tokens: list[str]  # target subword strings, without bos/eos
     score: float  # sum of token log-probabilities divided by the length penalty
     attention: np.ndarray | None = None  # (target tokens, source tokens), rows sum to 1
+    truncated: bool = False  # cut at the maximum length: the search stopped it before an eos
 
 
 @dataclass

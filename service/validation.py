@@ -32,6 +32,9 @@ def is_blank(text: str) -> bool:
 
 def validate(request: pb.TranslateRequest, models: ModelSet, settings: Settings) -> Job:
     """The request as a Job; raises InvalidRequest or ModelNotFound saying what is wrong and allowed."""
+    id_bytes = len(request.id.encode())
+    if id_bytes > settings.max_id_bytes:
+        raise InvalidRequest(f"id has {id_bytes} bytes; at most {settings.max_id_bytes} are allowed")
     texts = list(request.texts)
     if not texts:
         raise InvalidRequest("texts is empty; send at least one text")

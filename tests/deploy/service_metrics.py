@@ -25,10 +25,23 @@ SERVICE_METRICS: dict[str, Metric] = {
     "mt_input_tokens_total": _m("counter", "model"),
     "mt_output_tokens_total": _m("counter", "model"),
     "mt_sentences_total": _m("counter", "model"),
+    "mt_truncated_outputs_total": _m("counter", "model"),
+    "mt_time_per_output_token_seconds": _m("histogram", "model"),
     "mt_inflight_requests": _m("gauge", "method"),
     "mt_queue_depth": _m("gauge", "model"),
     "mt_queue_capacity": _m("gauge", "model"),
-    "mt_model_info": _m("gauge", "model", "version", "provider", "source_language", "target_language"),
+    "mt_model_info": _m(
+        "gauge", "model", "version", "provider", "requested_provider", "source_language", "target_language"
+    ),
+    "mt_build_info": _m("gauge", "version", "revision", "onnxruntime", "python"),
+}
+
+# Series of prometheus_client's process and platform collectors the dashboard and alerts may use.
+RUNTIME_METRICS: dict[str, Metric] = {
+    "process_cpu_seconds_total": _m("counter"),
+    "process_resident_memory_bytes": _m("gauge"),
+    "process_open_fds": _m("gauge"),
+    "python_info": _m("gauge", "implementation", "major", "minor", "patchlevel", "version"),
 }
 
 # gRPC methods that appear in the "method" label.
@@ -42,7 +55,7 @@ _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 def is_known_series(name: str) -> bool:
     """True for a service metric, a histogram's _bucket/_sum/_count series, or a Prometheus series."""
-    if name in SERVICE_METRICS or name in PROMETHEUS_METRICS:
+    if name in SERVICE_METRICS or name in RUNTIME_METRICS or name in PROMETHEUS_METRICS:
         return True
     for suffix in _HISTOGRAM_SUFFIXES:
         base = name.removesuffix(suffix)

@@ -125,3 +125,25 @@ def test_beam_search_finds_what_the_reference_search_finds(beam_size: int) -> No
         assert [r.score for r in results] == pytest.approx([score for _, score in expected])
     lengths = {len(r.token_ids) for results in found for r in results}
     assert len(lengths) > 3, "hypotheses of many lengths, some ended by eos, some by the limit: a strong check"
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_a_hypothesis_cut_at_the_maximum_length_says_so(beam_size: int) -> None:
+    """`truncated` holds exactly for the hypotheses that ran out of room before an eos."""
+    rng = np.random.default_rng(7)
+    logits = 2.5 * rng.standard_normal((6, 12, 12, 12))
+    tables = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    max_lengths = np.array([1, 3, 9, 6, 12, 4])
+    decoder = MarkovDecoder(tables, beam_size)
+    if beam_size == 1:
+        found = [[r] for r in greedy_search(decoder, max_lengths, BOS, EOS)]
+    else:
+        found = beam_search(decoder, max_lengths, BOS, EOS, beam_size, n_best=beam_size)
+    flags = set()
+    for results, limit in zip(found, max_lengths, strict=True):
+        for r in results:
+            assert r.truncated == (len(r.token_ids) == limit), (r, limit)
+            flags.add(r.truncated)
+    assert flags == {True, False}
+    (eos_first,) = greedy_search(EosFirst(1), np.array([5]), BOS, EOS)
+    assert not eos_first.truncated

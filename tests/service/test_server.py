@@ -153,8 +153,8 @@ def test_metrics_endpoint(start_server: Start) -> None:
     with urllib.request.urlopen(f"http://127.0.0.1:{server.server.metrics_port}/metrics", timeout=5) as page:
         text = page.read().decode()
     assert (
-        'mt_model_info{model="en-fr",provider="CPUExecutionProvider",source_language="en",'
-        'target_language="fr",version="1"} 1.0' in text
+        'mt_model_info{model="en-fr",provider="CPUExecutionProvider",requested_provider="CPUExecutionProvider",'
+        'source_language="en",target_language="fr",version="1"} 1.0' in text
     )
     assert 'mt_requests_total{code="OK",method="Translate",model="en-fr"} 1.0' in text
     for name in (

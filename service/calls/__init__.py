@@ -1,0 +1,1 @@
+"""What every gRPC call of the service gets, whichever code answers it."""
