@@ -17,18 +17,21 @@ from dataclasses import dataclass, field
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+
+def _names(names: str) -> frozenset[str]:
+    return frozenset(names.split())
+
+
 # Phrasing elements: they sit inside a block's text. Any other element starts and ends blocks.
-INLINE_TAGS = frozenset(
+INLINE_TAGS = _names(
     "a abbr b bdi bdo big button cite data del dfn em font i ins label mark nobr q rp rt ruby s small span"
-    " strike strong sub sup time tt u".split()
+    " strike strong sub sup time tt u"
 )
 # Phrasing elements kept whole at a point of the text: void, embedded, and code-like content.
-ATOM_TAGS = frozenset(
-    "br wbr img input embed iframe object video audio canvas svg math select textarea code kbd samp var".split()
-)
+ATOM_TAGS = _names("br wbr img input embed iframe object video audio canvas svg math select textarea code kbd samp var")
 # Elements whose content is never translated wherever they are.
-KEPT_TAGS = frozenset("script style code pre template textarea xmp noscript noembed noframes plaintext".split())
-VOID_TAGS = frozenset("area base br col embed hr img input link meta source track wbr".split())
+KEPT_TAGS = _names("script style code pre template textarea xmp noscript noembed noframes plaintext")
+VOID_TAGS = _names("area base br col embed hr img input link meta source track wbr")
 NO_WORD_BREAK = frozenset({"wbr"})  # atoms that do not separate the words around them
 DOCUMENT = re.compile(r"\A\s*(<!--.*?-->\s*)*<(!doctype|html|head|body)\b", re.IGNORECASE | re.DOTALL)
 SENTINEL = "<!---->"  # parsed first in a fragment: the first node of a fragment serializes as the whole fragment
@@ -86,11 +89,18 @@ class Document:
 def parse(html: str) -> Document:
     """The blocks and literal parts of an HTML fragment or document (one starting with a doctype or <html>)."""
     writer = _Writer()
-    if DOCUMENT.match(html):
-        writer.nodes(_siblings(LexborHTMLParser(html).root.parent.child))
-    else:
-        writer.nodes(_siblings(LexborHTMLParser(SENTINEL + html, is_fragment=True).root.next))
+    writer.nodes(_top_nodes(html))
     return writer.document()
+
+
+def _top_nodes(html: str) -> Iterator[LexborNode]:
+    """The top-level nodes of a document (doctype, comments, <html>) or of a fragment."""
+    if DOCUMENT.match(html):
+        root = LexborHTMLParser(html).root
+        document = root.parent if root is not None else None
+        return _siblings(document.child if document is not None else root)
+    sentinel = LexborHTMLParser(SENTINEL + html, is_fragment=True).root
+    return _siblings(sentinel.next if sentinel is not None else None)
 
 
 @dataclass
@@ -136,32 +146,33 @@ class _Writer:
                 self._inline(node, parent=-1)
                 continue
             self._flush()
-            if node.tag in (DOCTYPE, COMMENT) or _kept(node):
+            tag = _tag(node)
+            if tag.startswith("-") or _kept(node):
                 self._parts.append(_html(node))
             else:
                 self._parts.append(start_tag(node))
-                if node.tag not in VOID_TAGS:
+                if tag not in VOID_TAGS:
                     self.nodes(_siblings(node.child))
-                    self._parts.append(f"</{node.tag}>")
+                    self._parts.append(f"</{tag}>")
         self._flush()
 
     def _inline(self, node: LexborNode, parent: int) -> None:
         """Adds a node of a run: its text, or its tag and then its content."""
-        run = self._run
-        if node.tag == TEXT:
+        run, tag = self._run, _tag(node)
+        if tag == TEXT:
             run.add_text(node.text_content or "")
-        elif node.tag == COMMENT or _kept(node) or node.tag in ATOM_TAGS:
+        elif tag == COMMENT or _kept(node) or tag in ATOM_TAGS:
             run.tags.append(Tag(run.length, run.length, _html(node), "", parent, atom=True))
-            run.word_break = run.word_break or (node.tag != COMMENT and node.tag not in NO_WORD_BREAK)
-        elif node.tag.startswith("-"):
+            run.word_break = run.word_break or (tag != COMMENT and tag not in NO_WORD_BREAK)
+        elif tag.startswith("-"):
             return  # processing instructions and the like carry no text
         else:
             index = len(run.tags)
-            run.tags.append(Tag(run.length, run.length, start_tag(node), f"</{node.tag}>", parent, atom=False))
+            run.tags.append(Tag(run.length, run.length, start_tag(node), f"</{tag}>", parent, atom=False))
             for child in _siblings(node.child):
                 self._inline(child, index)
-            tag = run.tags[index]
-            run.tags[index] = Tag(tag.start, run.length, tag.open, tag.close, parent, atom=False)
+            opened = run.tags[index]
+            run.tags[index] = Tag(opened.start, run.length, opened.open, opened.close, parent, atom=False)
 
     def _flush(self) -> None:
         """Ends the current run: a block if it has words, else its HTML as it was."""
@@ -181,7 +192,7 @@ def _siblings(node: LexborNode | None) -> Iterator[LexborNode]:
 
 def _in_run(node: LexborNode) -> bool:
     """Whether a node belongs to the text around it: text, comments, atoms, inline elements without blocks."""
-    tag = node.tag or ""
+    tag = _tag(node)
     if tag == DOCTYPE:
         return False
     return tag.startswith("-") or tag in ATOM_TAGS or (tag in INLINE_TAGS and not _holds_block(node))
@@ -190,7 +201,7 @@ def _in_run(node: LexborNode) -> bool:
 def _holds_block(node: LexborNode) -> bool:
     """Whether an inline element has a block-level element inside (then it is a container, like a block)."""
     for child in _siblings(node.child):
-        tag = child.tag or ""
+        tag = _tag(child)
         if tag.startswith("-") or tag in ATOM_TAGS:
             continue
         if tag not in INLINE_TAGS or _holds_block(child):
@@ -200,9 +211,10 @@ def _holds_block(node: LexborNode) -> bool:
 
 def _kept(node: LexborNode) -> bool:
     """Whether a node is left as it is: code-like elements and translate="no" (or class notranslate)."""
-    if node.tag in KEPT_TAGS:
+    tag = _tag(node)
+    if tag in KEPT_TAGS:
         return True
-    if node.tag.startswith("-"):
+    if tag.startswith("-"):
         return False
     attributes = node.attributes
     return (attributes.get("translate") or "").strip().lower() == "no" or "notranslate" in (
@@ -210,9 +222,14 @@ def _kept(node: LexborNode) -> bool:
     ).split()
 
 
+def _tag(node: LexborNode) -> str:
+    """An element's name, or the parser's name of a node of another kind ("-text", "-comment", ...)."""
+    return node.tag or "-"
+
+
 def _html(node: LexborNode) -> str:
     """A node's HTML as the parser serializes it (text escaped as in an element's content)."""
-    return escape_text(node.text_content or "") if node.tag == TEXT else str(node.html)
+    return escape_text(node.text_content or "") if node.tag == TEXT else str(node.html or "")
 
 
 def start_tag(node: LexborNode) -> str:
