@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from service.text.alignment import Link, shifted
 from service.text.markup import Block, escape_text
 
-WORD = re.compile(r"\S+")
+WORD = re.compile(r"\w+|[^\w\s]+")  # a word or a run of punctuation: "car." is two, so a tag can end before "."
 Placed = tuple[int, int, int]  # start and end characters in the translation, index of the tag
 
 
@@ -44,8 +44,14 @@ class _Placer:
         self._word_starts = [start for start, _ in self._target_words]
         self._targets: list[set[int]] = [set() for _ in self._source_words]
         for link in links:
-            for s in _overlapping(self._source_words, link.source):
-                self._targets[s].update(_overlapping(self._target_words, link.target))
+            sources = _overlapping(self._source_words, link.source)
+            targets = _overlapping(self._target_words, link.target)
+            if len(sources) == len(targets):  # "car." -> "voiture.": word to word, punctuation to punctuation
+                for s, t in zip(sources, targets, strict=True):
+                    self._targets[s].add(t)
+            else:
+                for s in sources:
+                    self._targets[s].update(targets)
         self._children: dict[int, list[int]] = {}
         for i, tag in enumerate(self._tags):
             self._children.setdefault(tag.parent, []).append(i)
