@@ -14,9 +14,10 @@ import re
 from collections.abc import Sequence
 
 from service.text.alignment import Link, shifted
-from service.text.markup import Block, escape_text
+from service.text.markup import Block, Tag, escape_text
 
-WORD = re.compile(r"\w+|[^\w\s]+")  # a word or a run of punctuation: "car." is two, so a tag can end before "."
+# A word or a run of punctuation: "car." is two, so that a tag can end before the ".".
+WORD = re.compile(r"(?P<word>\w+)|[^\w\s]+")
 Placed = tuple[int, int, int]  # start and end characters in the translation, index of the tag
 
 
@@ -37,24 +38,29 @@ class _Placer:
     def __init__(self, block: Block, text: str, links: Sequence[Link], trail: int) -> None:
         """`text`: the translation between the block's leading and trailing whitespace (`trail` characters)."""
         self._tags = block.tags
+        self._source = block.text
         self._text = text
         self._lead, self._trail = block.offset, trail
-        self._source_words = [m.span() for m in WORD.finditer(block.text)]
-        self._target_words = [m.span() for m in WORD.finditer(text)]
+        self._source_words, self._source_is_word = _words(block.text)
+        self._target_words, self._target_is_word = _words(text)
         self._word_starts = [start for start, _ in self._target_words]
         self._targets: list[set[int]] = [set() for _ in self._source_words]
         for link in links:
             sources = _overlapping(self._source_words, link.source)
             targets = _overlapping(self._target_words, link.target)
-            if len(sources) == len(targets):  # "car." -> "voiture.": word to word, punctuation to punctuation
-                for s, t in zip(sources, targets, strict=True):
-                    self._targets[s].add(t)
-            else:
-                for s in sources:
-                    self._targets[s].update(targets)
+            for s, t in self._pairs(sources, targets):
+                self._targets[s].add(t)
         self._children: dict[int, list[int]] = {}
         for i, tag in enumerate(self._tags):
             self._children.setdefault(tag.parent, []).append(i)
+
+    def _pairs(self, sources: list[int], targets: list[int]) -> list[tuple[int, int]]:
+        """The source and target words of one link that go together: one to one if they are as many ("car." ->
+        "voiture."), else words with words and punctuation with punctuation, else all with all."""
+        if len(sources) == len(targets):
+            return list(zip(sources, targets, strict=True))
+        alike = [(s, t) for s in sources for t in targets if self._source_is_word[s] == self._target_is_word[t]]
+        return alike or [(s, t) for s in sources for t in targets]
 
     def emit(self, parent: int, lo: int, hi: int) -> str:
         """The HTML of translation characters [lo, hi) with the tags inside `parent` placed in it."""
@@ -64,9 +70,19 @@ class _Placer:
             out += [escape_text(self._text[cursor:start]), tag.open]
             if not tag.atom:
                 out += [self.emit(i, start, end), tag.close]
+            if start == end and lo < hi and self._spaced(tag, start):
+                out.append(" ")
             cursor = end
         out.append(escape_text(self._text[cursor:hi]))
         return "".join(out)
+
+    def _spaced(self, tag: Tag, position: int) -> bool:
+        """Whether a tag placed at a point between spaces, as it was in the source, needs a space after it
+        (the translation has one space where the source had one on each side)."""
+        after_space = (
+            self._text[position - 1 : position].isspace() and not self._text[position : position + 1].isspace()
+        )
+        return after_space and position < len(self._text) and self._source[tag.start : tag.start + 1].isspace()
 
     def _place(self, tags: list[int], lo: int, hi: int) -> list[Placed]:
         """Where each of sibling `tags` goes within [lo, hi): disjoint ranges and points, in output order."""
@@ -100,7 +116,8 @@ class _Placer:
 
     def _anchor(self, position: int) -> int:
         """The character matching source character `position`: after the target words of the source word
-        before it; in the leading or trailing whitespace, the same place there."""
+        before it (and after a space, if there was one before `position`); in the leading or trailing
+        whitespace, the same place there."""
         before = sum(1 for start, _ in self._source_words if start < position)
         if before == 0 or not self._target_words:
             return min(position, self._lead)
@@ -109,14 +126,23 @@ class _Placer:
             return len(self._text) - self._trail + min(past, self._trail)
         linked = self._targets[before - 1]
         if linked:
-            return self._target_words[max(linked)][1]
-        k = round(before * len(self._target_words) / len(self._source_words))  # no link: proportionally
-        return self._target_words[k - 1][1] if k else 0
+            end = self._target_words[max(linked)][1]
+        else:  # no link: proportionally
+            k = round(before * len(self._target_words) / len(self._source_words))
+            end = self._target_words[k - 1][1] if k else 0
+        spaced = self._source[position - 1 : position].isspace() and self._text[end : end + 1].isspace()
+        return end + 1 if spaced else end  # after the space, as in the source
 
     def _next_word_start(self, position: int) -> int:
         """The start of the first target word at or after `position` (the text's end if none)."""
         k = bisect.bisect_left(self._word_starts, position)
         return self._word_starts[k] if k < len(self._word_starts) else len(self._text)
+
+
+def _words(text: str) -> tuple[list[tuple[int, int]], list[bool]]:
+    """The spans of the words and punctuation runs of `text`, and which of them are words."""
+    found = list(WORD.finditer(text))
+    return [m.span() for m in found], [m.group("word") is not None for m in found]
 
 
 def _overlapping(words: list[tuple[int, int]], span: tuple[int, int]) -> list[int]:

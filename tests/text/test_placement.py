@@ -52,3 +52,15 @@ def test_a_block_translated_in_segments_takes_their_links_concatenated() -> None
     translation = "Une grosse auto. Deux rouge autos."
     links = first + shifted(second, 17, 13)
     assert render_block(block, translation, links) == "Une <b>grosse</b> auto. Deux <i>rouge</i> autos."
+
+
+def test_punctuation_goes_with_punctuation() -> None:
+    [block] = parse("<p>the <b>green grass</b>.</p>").blocks
+    links = [Link((0, 7), (10, 15)), Link((8, 14), (4, 9)), Link((8, 14), (15, 16))]  # l'herbe, verte.
+    assert render_block(block, "l'herbe verte.", links) == "<b>l'herbe verte</b>."
+
+
+def test_an_atom_between_spaces_stays_between_spaces() -> None:
+    [block] = parse("<p>climbing <code>x()</code> outside</p>").blocks
+    links = [Link((0, 5), (0, 8)), Link((6, 12), (10, 17))]
+    assert render_block(block, "monte dehors", links) == "monte <code>x()</code> dehors"
