@@ -265,7 +265,8 @@ def _print(texts: list[str], response: pb.TranslateResponse, as_json: bool) -> N
             entry = MessageToDict(translation, preserving_proto_field_name=True)
             print(json.dumps({"source": text, **entry}, ensure_ascii=False))
         elif len(translation.hypotheses) == 1:
-            print(translation.hypotheses[0].text)
+            text = translation.hypotheses[0].text  # an HTML text read whole may end with its own newline
+            print(text, end="" if text.endswith("\n") else "\n")
         else:  # n-best: one hypothesis per line, a blank line after each text
             print("\n".join(h.text for h in translation.hypotheses), end="\n\n")
 
