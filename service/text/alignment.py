@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 
 WORD_START = "▁"
-SPECIAL = re.compile(r"^<[^>]*>$")  # </s>, <unk>, ...: no text of their own
 WORD = re.compile(r"\S+")
 Span = tuple[int, int]
 
@@ -41,22 +40,34 @@ def word_alignment(
     source_words, target_words = piece_words(source_pieces), piece_words(target_pieces)
     if not source_words or not target_words:
         return []
-    weights = np.asarray(attention, dtype=np.float64)[: len(target_pieces), : len(source_pieces)]
-    by_word = np.stack([weights[:, cols].sum(axis=1) for cols in source_words], axis=1)
-    by_word = np.stack([by_word[rows].mean(axis=0) for rows in target_words])
-    pairs = {(t, int(by_word[t].argmax())) for t in range(len(target_words))}
-    chosen = {s for _, s in pairs}
-    pairs |= {(int(by_word[:, s].argmax()), s) for s in range(len(source_words)) if s not in chosen}
+    weights = np.asarray(attention, dtype=np.float64)
+    if weights.shape != (len(target_pieces), len(source_pieces)):
+        raise ValueError(f"attention is {weights.shape}; expected {len(target_pieces)} x {len(source_pieces)} pieces")
+    by_word = (
+        _grouping(target_words, len(target_pieces), mean=True).T @ weights @ _grouping(source_words, len(source_pieces))
+    )
+    best_source, best_target = by_word.argmax(axis=1), by_word.argmax(axis=0)
+    pairs = set(enumerate(best_source.tolist()))
+    chosen = set(best_source.tolist())
+    pairs |= {(int(best_target[s]), s) for s in range(len(source_words)) if s not in chosen}
     source_spans = text_words(source_text, len(source_words))
     target_spans = text_words(target_text, len(target_words))
     return [Link(target_spans[t], source_spans[s]) for t, s in sorted(pairs)]
+
+
+def _grouping(words: list[list[int]], pieces: int, mean: bool = False) -> np.ndarray:
+    """A pieces x words matrix that sums (or averages) the pieces of each word."""
+    grouping = np.zeros((pieces, len(words)))
+    for w, members in enumerate(words):
+        grouping[members, w] = 1.0 / len(members) if mean else 1.0
+    return grouping
 
 
 def piece_words(pieces: Sequence[str]) -> list[list[int]]:
     """The indices of the pieces of each word, special pieces and bare "▁" pieces left out."""
     words: list[list[int]] = []
     for i, piece in enumerate(pieces):
-        if SPECIAL.match(piece):
+        if piece[:1] == "<" and piece[-1:] == ">" and len(piece) > 2:  # </s>, <unk>, ...: no text of their own
             continue
         if piece.startswith(WORD_START) or not words:
             words.append([])

@@ -105,11 +105,11 @@ def _top_nodes(html: str) -> Iterator[LexborNode]:
 
 @dataclass
 class _Run:
-    """A block being collected: its text, its tags, the HTML of its nodes (kept if it has no words)."""
+    """A block being collected: its text, its tags, its nodes (kept as they are if it has no words)."""
 
     text: list[str] = field(default_factory=list)
     tags: list[Tag] = field(default_factory=list)
-    html: list[str] = field(default_factory=list)
+    nodes: list[LexborNode] = field(default_factory=list)
     length: int = 0
     word_break: bool = False  # an atom separated words: a space goes before the next word
 
@@ -142,7 +142,7 @@ class _Writer:
     def nodes(self, nodes: Iterator[LexborNode]) -> None:
         for node in nodes:
             if _in_run(node):
-                self._run.html.append(_html(node))
+                self._run.nodes.append(node)
                 self._inline(node, parent=-1)
                 continue
             self._flush()
@@ -180,8 +180,8 @@ class _Writer:
         if run.has_words():
             self._parts.append(len(self._blocks))
             self._blocks.append(Block("".join(run.text), tuple(run.tags)))
-        elif run.html:
-            self._parts.append("".join(run.html))
+        elif run.nodes:
+            self._parts.append("".join(map(_html, run.nodes)))
 
 
 def _siblings(node: LexborNode | None) -> Iterator[LexborNode]:

@@ -41,25 +41,25 @@ class _Placer:
         self._source = block.text
         self._text = text
         self._lead, self._trail = block.offset, trail
-        self._source_words, self._source_is_word = _words(block.text)
-        self._target_words, self._target_is_word = _words(text)
-        self._word_starts = [start for start, _ in self._target_words]
+        self._source_index, self._target_index = _Words(block.text), _Words(text)
+        self._source_words, self._target_words = self._source_index.spans, self._target_index.spans
         self._targets: list[set[int]] = [set() for _ in self._source_words]
         for link in links:
-            sources = _overlapping(self._source_words, link.source)
-            targets = _overlapping(self._target_words, link.target)
+            sources = self._source_index.overlapping(link.source)
+            targets = self._target_index.overlapping(link.target)
             for s, t in self._pairs(sources, targets):
                 self._targets[s].add(t)
         self._children: dict[int, list[int]] = {}
         for i, tag in enumerate(self._tags):
             self._children.setdefault(tag.parent, []).append(i)
 
-    def _pairs(self, sources: list[int], targets: list[int]) -> list[tuple[int, int]]:
+    def _pairs(self, sources: range, targets: range) -> list[tuple[int, int]]:
         """The source and target words of one link that go together: one to one if they are as many ("car." ->
         "voiture."), else words with words and punctuation with punctuation, else all with all."""
         if len(sources) == len(targets):
             return list(zip(sources, targets, strict=True))
-        alike = [(s, t) for s in sources for t in targets if self._source_is_word[s] == self._target_is_word[t]]
+        is_source_word, is_target_word = self._source_index.is_word, self._target_index.is_word
+        alike = [(s, t) for s in sources for t in targets if is_source_word[s] == is_target_word[t]]
         return alike or [(s, t) for s in sources for t in targets]
 
     def emit(self, parent: int, lo: int, hi: int) -> str:
@@ -109,7 +109,7 @@ class _Placer:
     def _wanted(self, i: int) -> tuple[int, int] | None:
         """The characters from the first to the last target word linked to the tag's words."""
         tag = self._tags[i]
-        words = set().union(*(self._targets[s] for s in _overlapping(self._source_words, (tag.start, tag.end))))
+        words = set().union(*(self._targets[s] for s in self._source_index.overlapping((tag.start, tag.end))))
         if not words:
             return None
         return self._target_words[min(words)][0], self._target_words[max(words)][1]
@@ -118,7 +118,7 @@ class _Placer:
         """The character matching source character `position`: after the target words of the source word
         before it (and after a space, if there was one before `position`); in the leading or trailing
         whitespace, the same place there."""
-        before = sum(1 for start, _ in self._source_words if start < position)
+        before = bisect.bisect_left(self._source_index.starts, position)  # source words starting before it
         if before == 0 or not self._target_words:
             return min(position, self._lead)
         if before == len(self._source_words):
@@ -135,17 +135,22 @@ class _Placer:
 
     def _next_word_start(self, position: int) -> int:
         """The start of the first target word at or after `position` (the text's end if none)."""
-        k = bisect.bisect_left(self._word_starts, position)
-        return self._word_starts[k] if k < len(self._word_starts) else len(self._text)
+        starts = self._target_index.starts
+        k = bisect.bisect_left(starts, position)
+        return starts[k] if k < len(starts) else len(self._text)
 
 
-def _words(text: str) -> tuple[list[tuple[int, int]], list[bool]]:
-    """The spans of the words and punctuation runs of `text`, and which of them are words."""
-    found = list(WORD.finditer(text))
-    return [m.span() for m in found], [m.group("word") is not None for m in found]
+class _Words:
+    """The words and punctuation runs of a text: their spans, in order, and which of them are words."""
 
+    def __init__(self, text: str) -> None:
+        found = list(WORD.finditer(text))
+        self.spans = [m.span() for m in found]
+        self.starts = [start for start, _ in self.spans]
+        self.ends = [end for _, end in self.spans]
+        self.is_word = [m.group("word") is not None for m in found]
 
-def _overlapping(words: list[tuple[int, int]], span: tuple[int, int]) -> list[int]:
-    """The indices of the words overlapping characters [start, end)."""
-    start, end = span
-    return [k for k, (s, e) in enumerate(words) if s < end and start < e]
+    def overlapping(self, span: tuple[int, int]) -> range:
+        """The indices of the words overlapping characters [start, end)."""
+        start, end = span
+        return range(bisect.bisect_right(self.ends, start), bisect.bisect_left(self.starts, end))
