@@ -71,6 +71,11 @@ def validate(request: pb.TranslateRequest, models: ModelSet, settings: Settings)
         if n > max_tokens:
             raise InvalidRequest(f"texts[{i}] has {n} tokens; at most {max_tokens} are allowed{whose}")
         tokens.append(n)
+    blocks = sum(len(m.tokens) for m in markup)
+    if blocks > settings.max_queue_size:  # more than the model's queue could ever take at once
+        raise InvalidRequest(
+            f"the texts hold {blocks} blocks to translate; at most {settings.max_queue_size} are allowed in one request"
+        )
     return Job(model, texts, tokens, options, request.return_scores, markup if html else None)
 
 

@@ -118,15 +118,18 @@ def problems(request: pb.TranslateRequest, limits: Settings, engine: Engine) -> 
     html = request.format == pb.TEXT_FORMAT_HTML
     if html and request.return_attention:
         found.append((INVALID, "return_attention is not available with format TEXT_FORMAT_HTML"))
-    most_tokens = min(limits.max_text_tokens, engine.max_source_tokens)
+    most_tokens, all_blocks = min(limits.max_text_tokens, engine.max_source_tokens), 0
     for i, text in enumerate(texts[: limits.max_texts_per_request]):
         if len(text) > limits.max_text_chars:
             found.append((INVALID, f"texts[{i}] has {len(text)} characters"))
         elif html:
             blocks = [engine.count_tokens(block.source) for block in parse(text).blocks]
             found += [(INVALID, f"texts[{i}] has a block of {n} tokens") for n in blocks if n > most_tokens]
+            all_blocks += len(blocks)
         elif (tokens := engine.count_tokens(text)) > most_tokens:
             found.append((INVALID, f"texts[{i}] has {tokens} tokens; at most {most_tokens}"))
+    if all_blocks > limits.max_queue_size:
+        found.append((INVALID, f"the texts hold {all_blocks} blocks to translate"))
     return found
 
 
