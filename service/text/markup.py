@@ -35,7 +35,7 @@ VOID_TAGS = _names("area base br col embed hr img input link meta source track w
 NO_WORD_BREAK = frozenset({"wbr"})  # atoms that do not separate the words around them
 DOCUMENT = re.compile(r"\A\s*(<!--.*?-->\s*)*<(!doctype|html|head|body)\b", re.IGNORECASE | re.DOTALL)
 SENTINEL = "<!---->"  # parsed first in a fragment: the first node of a fragment serializes as the whole fragment
-COMMENT, TEXT, DOCTYPE = "-comment", "-text", "-doctype"
+TEXT, DOCTYPE = "-text", "-doctype"
 
 
 @dataclass(frozen=True)
@@ -161,11 +161,9 @@ class _Writer:
         run, tag = self._run, _tag(node)
         if tag == TEXT:
             run.add_text(node.text_content or "")
-        elif tag == COMMENT or _kept(node) or tag in ATOM_TAGS:
+        elif tag.startswith("-") or _kept(node) or tag in ATOM_TAGS:  # comments, processing instructions, ...
             run.tags.append(Tag(run.length, run.length, _html(node), "", parent, atom=True))
-            run.word_break = run.word_break or (tag != COMMENT and tag not in NO_WORD_BREAK)
-        elif tag.startswith("-"):
-            return  # processing instructions and the like carry no text
+            run.word_break = run.word_break or not (tag.startswith("-") or tag in NO_WORD_BREAK)
         else:
             index = len(run.tags)
             run.tags.append(Tag(run.length, run.length, start_tag(node), f"</{tag}>", parent, atom=False))

@@ -9,7 +9,7 @@ from selectolax.lexbor import LexborHTMLParser
 from service.text.markup import DOCUMENT
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-Tree = tuple[str, tuple[tuple[str, str], ...], tuple["Tree", ...]]  # tag (or "!--", "!"), attributes, children
+Tree = tuple[str, tuple[tuple[str, str], ...], tuple["Tree", ...]]  # tag (or "!--", "?", "!"), attributes, children
 
 
 class _Reader(HTMLParser):
@@ -39,6 +39,9 @@ class _Reader(HTMLParser):
 
     def handle_comment(self, data: str) -> None:
         self.stack[-1][2].append(("!--", (("data", data),), ()))
+
+    def handle_pi(self, data: str) -> None:
+        self.stack[-1][2].append(("?", (("data", data),), ()))
 
     def handle_decl(self, decl: str) -> None:
         self.stack[-1][2].append(("!", (("data", decl),), ()))

@@ -80,6 +80,13 @@ def test_void_elements_and_comments_are_kept_once() -> None:
             assert out.count(kept) == 1
 
 
+def test_processing_instructions_stay_as_the_parser_wrote_them() -> None:
+    page = "<p>A <?php echo 1 ?> word <![CDATA[x]]> here</p>"
+    out = render(parse(page), reversed_upper)
+    assert out.count("<?php echo 1 ?>") == 1 and out.count("<!--[CDATA[x]]-->") == 1
+    assert tag_tree(out) == tag_tree(repaired(page))
+
+
 def test_a_void_element_separates_words() -> None:
     assert [b.source for b in parse("<p>one<br>two<img src=x>three</p>").blocks] == ["one two three"]
     assert [b.source for b in parse("<p>un<!-- c -->believable<wbr>word</p>").blocks] == ["unbelievableword"]
@@ -169,6 +176,8 @@ PIECES = st.sampled_from(
         "<br>",
         "<img src=i.png>",
         "<!-- c -->",
+        "<?pi x?>",
+        "<![CDATA[y]]>",
         "<code>a &lt; b</code>",
         "<script>x < y</script>",
         '<em translate="no">',
