@@ -195,3 +195,12 @@ def test_any_mix_of_markup_renders_well_formed_with_the_same_tags(pieces: list[s
     """Words dropped, doubled and shuffled: the output is well-formed, with the tags of the repaired input."""
     page = "".join(pieces)
     assert tag_tree(render(parse(page), shuffled(seed))) == tag_tree(repaired(page))
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(pieces=st.lists(PIECES, max_size=40))
+def test_any_mix_of_markup_keeps_all_of_its_text(pieces: list[str]) -> None:
+    """With its own words as translation, the page reads as the repaired input (spaces aside: a <br> between
+    two words gives the model a space)."""
+    page = "".join(pieces)
+    assert "".join(text_of(render(parse(page), identity)).split()) == "".join(text_of(repaired(page)).split())
