@@ -10,7 +10,7 @@ from service.api.translation.v1 import translation_pb2 as pb
 from service.backend import ModelSet
 from service.config import Settings
 from service.errors import InvalidRequest
-from service.text.markup import Document, parse
+from service.text.markup import Document, MarkupTooDeep, parse
 from service.types import DecodeOptions
 
 MAX_LENGTH_PENALTY = 5.0
@@ -95,7 +95,10 @@ def is_html(request: pb.TranslateRequest) -> bool:
 
 def _markup(i: int, text: str, count_tokens: Callable[[str], int], max_tokens: int, whose: str) -> Markup:
     """An HTML text parsed, each of its blocks within the token limit."""
-    document = parse(text)
+    try:
+        document = parse(text)
+    except MarkupTooDeep as error:
+        raise InvalidRequest(f"texts[{i}] {error}") from None
     tokens = [count_tokens(block.source) for block in document.blocks]
     for j, n in enumerate(tokens):
         if n > max_tokens:

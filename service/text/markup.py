@@ -34,6 +34,7 @@ KEPT_TAGS = _names("script style code pre template textarea xmp noscript noembed
 VOID_TAGS = _names("area base br col embed hr img input link meta source track wbr")
 NO_WORD_BREAK = frozenset({"wbr"})  # atoms that do not separate the words around them
 DOCUMENT = re.compile(r"\A\s*(<!--.*?-->\s*)*<(!doctype|html|head|body)\b", re.IGNORECASE | re.DOTALL)
+MAX_DEPTH = 512  # nesting of elements, as browsers cap it (Blink); the walk below recurses once per level
 SENTINEL = "<!---->"  # parsed first in a fragment: the first node of a fragment serializes as the whole fragment
 TEXT, DOCTYPE = "-text", "-doctype"
 
@@ -86,11 +87,32 @@ class Document:
         return "".join(part if isinstance(part, str) else blocks_html[part] for part in self.parts)
 
 
+class MarkupTooDeep(ValueError):
+    """The HTML nests elements deeper than MAX_DEPTH."""
+
+
 def parse(html: str) -> Document:
-    """The blocks and literal parts of an HTML fragment or document (one starting with a doctype or <html>)."""
+    """The blocks and literal parts of an HTML fragment or document (one starting with a doctype or <html>).
+
+    Raises MarkupTooDeep for elements nested more than MAX_DEPTH deep.
+    """
+    nodes = list(_top_nodes(html))
+    if _deeper_than(nodes, MAX_DEPTH):
+        raise MarkupTooDeep(f"nests elements more than {MAX_DEPTH} deep; at most {MAX_DEPTH} levels are allowed")
     writer = _Writer()
-    writer.nodes(_top_nodes(html))
+    writer.nodes(iter(nodes))
     return writer.document()
+
+
+def _deeper_than(nodes: list[LexborNode], limit: int) -> bool:
+    """Whether any element lies more than `limit` levels below the top (walked without recursion)."""
+    stack = [(node, 1) for node in nodes]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit and node.tag != TEXT:
+            return True
+        stack += [(child, depth + 1) for child in _siblings(node.child)]
+    return False
 
 
 def _top_nodes(html: str) -> Iterator[LexborNode]:

@@ -27,6 +27,14 @@ def test_a_page_of_more_blocks_than_the_queue_takes_is_invalid(start_server: Sta
     assert tag_tree(fits.hypotheses[0].text) == (("p", (), ()),) * 4
 
 
+def test_a_page_nested_deeper_than_browsers_allow_is_invalid(start_server: Start) -> None:
+    server = start_server(max_text_chars=10_000)
+    with server.client() as client, pytest.raises(grpc.RpcError) as error:
+        client.translate(["fine", "<div>" * 513 + "deep"], format="html")
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details() == "texts[1] nests elements more than 512 deep; at most 512 levels are allowed"
+
+
 def test_blocks_of_several_texts_share_the_batches(start_server: Start) -> None:
     server = start_server()
     backend = server.server.models["en-fr"]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.text.markup import parse
+from service.text.markup import MAX_DEPTH, MarkupTooDeep, parse
 from tests.support.markup import repaired, tag_tree, text_of
 from tests.text.alignments import identity, render, reversed_upper, shuffled
 
@@ -148,6 +148,16 @@ BROKEN = [
 def test_broken_html_is_repaired_not_refused(page: str) -> None:
     out = render(parse(page), reversed_upper)
     assert tag_tree(out) == tag_tree(repaired(page))
+
+
+def test_nesting_up_to_the_limit_is_fine_and_deeper_is_refused() -> None:
+    deepest = "<div>" * (MAX_DEPTH - 2) + "<span><b>deep</b> <i>text</i></span>"
+    assert render(parse(deepest), identity) == repaired(deepest)
+    assert render(parse(deepest), reversed_upper).endswith("<span><i>TEXT</i> <b>DEEP</b></span>" + "</div>" * 510)
+    assert render(parse("<b>" * MAX_DEPTH + "x y"), reversed_upper) == "<b>" * MAX_DEPTH + "Y X" + "</b>" * MAX_DEPTH
+    for page in ("<b>" * (MAX_DEPTH + 1) + "x", "<div>" * 5000, "<pre>" + "<span>" * 5000 + "</pre>"):
+        with pytest.raises(MarkupTooDeep, match=f"nests elements more than {MAX_DEPTH} deep"):
+            parse(page)
 
 
 PIECES = st.sampled_from(
