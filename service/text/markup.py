@@ -34,7 +34,7 @@ KEPT_TAGS = _names("script style code pre template textarea xmp noscript noembed
 VOID_TAGS = _names("area base br col embed hr img input link meta source track wbr")
 NO_WORD_BREAK = frozenset({"wbr"})  # atoms that do not separate the words around them
 DOCUMENT = re.compile(r"\A\s*(<!--.*?-->\s*)*<(!doctype|html|head|body)\b", re.IGNORECASE | re.DOTALL)
-MAX_DEPTH = 512  # nesting of elements, as browsers cap it (Blink); the walk below recurses once per level
+MAX_DEPTH = 512  # nesting of the elements walked, as browsers cap it (Blink); the walk recurses once per level
 SENTINEL = "<!---->"  # parsed first in a fragment: the first node of a fragment serializes as the whole fragment
 TEXT, DOCTYPE = "-text", "-doctype"
 
@@ -94,25 +94,11 @@ class MarkupTooDeep(ValueError):
 def parse(html: str) -> Document:
     """The blocks and literal parts of an HTML fragment or document (one starting with a doctype or <html>).
 
-    Raises MarkupTooDeep for elements nested more than MAX_DEPTH deep.
+    Raises MarkupTooDeep for elements nested more than MAX_DEPTH deep (outside those kept as they are).
     """
-    nodes = list(_top_nodes(html))
-    if _deeper_than(nodes, MAX_DEPTH):
-        raise MarkupTooDeep(f"nests elements more than {MAX_DEPTH} deep; at most {MAX_DEPTH} levels are allowed")
     writer = _Writer()
-    writer.nodes(iter(nodes))
+    writer.nodes(_top_nodes(html), depth=1)
     return writer.document()
-
-
-def _deeper_than(nodes: list[LexborNode], limit: int) -> bool:
-    """Whether any element lies more than `limit` levels below the top (walked without recursion)."""
-    stack = [(node, 1) for node in nodes]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit and node.tag != TEXT:
-            return True
-        stack += [(child, depth + 1) for child in _siblings(node.child)]
-    return False
 
 
 def _top_nodes(html: str) -> Iterator[LexborNode]:
@@ -161,11 +147,13 @@ class _Writer:
     def document(self) -> Document:
         return Document(tuple(self._parts), tuple(self._blocks))
 
-    def nodes(self, nodes: Iterator[LexborNode]) -> None:
+    def nodes(self, nodes: Iterator[LexborNode], depth: int) -> None:
+        """Writes `nodes`, siblings `depth` levels below the top."""
         for node in nodes:
-            if _in_run(node):
+            _check_depth(node, depth)
+            if _in_run(node, depth):
                 self._run.nodes.append(node)
-                self._inline(node, parent=-1)
+                self._inline(node, -1, depth)
                 continue
             self._flush()
             tag = _tag(node)
@@ -174,12 +162,13 @@ class _Writer:
             else:
                 self._parts.append(start_tag(node))
                 if tag not in VOID_TAGS:
-                    self.nodes(_siblings(node.child))
+                    self.nodes(_siblings(node.child), depth + 1)
                     self._parts.append(f"</{tag}>")
         self._flush()
 
-    def _inline(self, node: LexborNode, parent: int) -> None:
+    def _inline(self, node: LexborNode, parent: int, depth: int) -> None:
         """Adds a node of a run: its text, or its tag and then its content."""
+        _check_depth(node, depth)
         run, tag = self._run, _tag(node)
         if tag == TEXT:
             run.add_text(node.text_content or "")
@@ -190,7 +179,7 @@ class _Writer:
             index = len(run.tags)
             run.tags.append(Tag(run.length, run.length, start_tag(node), f"</{tag}>", parent, atom=False))
             for child in _siblings(node.child):
-                self._inline(child, index)
+                self._inline(child, index, depth + 1)
             opened = run.tags[index]
             run.tags[index] = Tag(opened.start, run.length, opened.open, opened.close, parent, atom=False)
 
@@ -204,27 +193,34 @@ class _Writer:
             self._parts.append("".join(map(_html, run.nodes)))
 
 
+def _check_depth(node: LexborNode, depth: int) -> None:
+    """Raises MarkupTooDeep for an element (not a text) `depth` levels below the top, if that is too deep."""
+    if depth > MAX_DEPTH and node.tag != TEXT:
+        raise MarkupTooDeep(f"nests elements more than {MAX_DEPTH} deep; at most {MAX_DEPTH} levels are allowed")
+
+
 def _siblings(node: LexborNode | None) -> Iterator[LexborNode]:
     while node is not None:
         yield node
         node = node.next
 
 
-def _in_run(node: LexborNode) -> bool:
+def _in_run(node: LexborNode, depth: int) -> bool:
     """Whether a node belongs to the text around it: text, comments, atoms, inline elements without blocks."""
     tag = _tag(node)
     if tag == DOCTYPE:
         return False
-    return tag.startswith("-") or tag in ATOM_TAGS or (tag in INLINE_TAGS and not _holds_block(node))
+    return tag.startswith("-") or tag in ATOM_TAGS or (tag in INLINE_TAGS and not _holds_block(node, depth))
 
 
-def _holds_block(node: LexborNode) -> bool:
+def _holds_block(node: LexborNode, depth: int) -> bool:
     """Whether an inline element has a block-level element inside (then it is a container, like a block)."""
+    _check_depth(node, depth)
     for child in _siblings(node.child):
         tag = _tag(child)
         if tag.startswith("-") or tag in ATOM_TAGS:
             continue
-        if tag not in INLINE_TAGS or _holds_block(child):
+        if tag not in INLINE_TAGS or _holds_block(child, depth + 1):
             return True
     return False
 
