@@ -19,6 +19,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 
 def _names(names: str) -> frozenset[str]:
+    """A set of tag names written as one string."""
     return frozenset(names.split())
 
 
@@ -122,6 +123,7 @@ class _Run:
     word_break: bool = False  # an atom separated words: a space goes before the next word
 
     def add_text(self, text: str) -> None:
+        """Appends a text node's text, after a space if an atom separated it from a word before."""
         if self.word_break and text[:1].strip() and self.length and self.text[-1][-1:].strip():
             self._append(" ")
         self.word_break = self.word_break and not text.strip()
@@ -133,6 +135,7 @@ class _Run:
             self.length += len(text)
 
     def has_words(self) -> bool:
+        """Whether the run has anything to translate."""
         return any(t.strip() for t in self.text)
 
 
@@ -200,6 +203,7 @@ def _check_depth(node: LexborNode, depth: int) -> None:
 
 
 def _siblings(node: LexborNode | None) -> Iterator[LexborNode]:
+    """`node` and the siblings after it."""
     while node is not None:
         yield node
         node = node.next
