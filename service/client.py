@@ -25,6 +25,7 @@ MAX_RETRIES = 4  # gRPC makes at most 5 attempts of a call
 # (https://github.com/grpc/grpc/issues/41785).
 RETRYABLE = ("UNAVAILABLE", "CANCELLED")
 LoadBalancing = Literal["pick_first", "round_robin"]
+TextFormat = str | int  # "plain", "html", or a TextFormat number
 
 
 class TranslatorClient:
@@ -74,11 +75,17 @@ class TranslatorClient:
         length_penalty: float = 0.0,
         return_scores: bool = False,
         return_attention: bool = False,
+        format: TextFormat = "plain",
         request_id: str | None = None,
     ) -> pb.TranslateResponse:
-        """Translates `texts` in one request (0 = the server's default for each option)."""
+        """Translates `texts` in one request (0 = the server's default for each option).
+
+        `format` is "plain" or "html" (or a TextFormat number): with "html", each text is an HTML fragment or
+        document and each translation is HTML.
+        """
         request = translate_request(
             texts,
+            format=text_format(format),
             model=model,
             beam_size=beam_size,
             n_best=n_best,
@@ -135,6 +142,17 @@ def translate_request(texts: Sequence[str], **fields: Any) -> pb.TranslateReques
     return pb.TranslateRequest(texts=texts, **fields)
 
 
+def text_format(format: TextFormat) -> int:
+    """The TextFormat number of "plain", "html" (any case) or a number (passed on as it is)."""
+    if isinstance(format, int):
+        return format
+    name, names = f"TEXT_FORMAT_{format.upper()}", pb.TextFormat.keys()
+    if name not in names:
+        allowed = ", ".join(repr(n.removeprefix("TEXT_FORMAT_").lower()) for n in names)
+        raise ValueError(f"format is {format!r}; it must be one of {allowed}")
+    return pb.TextFormat.Value(name)
+
+
 def service_config(load_balancing: LoadBalancing | None = None, retries: int = 0) -> str | None:
     """The gRPC service config (JSON) of a channel: its load-balancing policy, and retries of refused calls."""
     if not 0 <= retries <= MAX_RETRIES:
@@ -183,7 +201,8 @@ def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m service.client", description="Translate the TEXT arguments, or the lines of stdin."
+        prog="python -m service.client",
+        description="Translate the TEXT arguments, or the lines of stdin (with --html: all of stdin, as one text).",
     )
     parser.add_argument("texts", nargs="*", metavar="TEXT")
     parser.add_argument("--address", default=DEFAULT_ADDRESS, help="host:port of the server")
@@ -199,13 +218,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="one JSON object per text instead of plain text")
     parser.add_argument("--attention", type=Path, metavar="FILE.png", help="draw the first text's attention")
     parser.add_argument("--list-models", action="store_true", help="list the served models and exit")
+    parser.add_argument(
+        "--html", action="store_true", help="the texts are HTML (stdin: the whole input is one HTML text)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; prints translations to stdout, errors to stderr (exit status 1)."""
     args = _parser().parse_args(argv)
-    lines = args.texts or (line.rstrip("\n") for line in sys.stdin)
+    lines = args.texts or ([sys.stdin.read()] if args.html else (line.rstrip("\n") for line in sys.stdin))
     try:
         with TranslatorClient(args.address, args.token, args.tls_ca) as client:
             if args.list_models:
@@ -223,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     length_penalty=args.length_penalty,
                     return_scores=args.scores,
                     return_attention=want_attention,
+                    format="html" if args.html else "plain",
                 )
                 if want_attention:
                     plot_attention(response.translations[0].hypotheses[0].attention, args.attention)
@@ -242,7 +265,8 @@ def _print(texts: list[str], response: pb.TranslateResponse, as_json: bool) -> N
             entry = MessageToDict(translation, preserving_proto_field_name=True)
             print(json.dumps({"source": text, **entry}, ensure_ascii=False))
         elif len(translation.hypotheses) == 1:
-            print(translation.hypotheses[0].text)
+            text = translation.hypotheses[0].text  # an HTML text read whole may end with its own newline
+            print(text, end="" if text.endswith("\n") else "\n")
         else:  # n-best: one hypothesis per line, a blank line after each text
             print("\n".join(h.text for h in translation.hypotheses), end="\n\n")
 

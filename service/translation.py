@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from service.api.translation.v1 import translation_pb2 as pb
 from service.backend import ModelSet
 from service.batcher import Batcher, BatchKey, Item
 from service.config import Settings
 from service.convert import BLANK, to_response
 from service.errors import ResponseTooLarge
-from service.validation import is_blank, validate
+from service.text.markup_translation import translated_document
+from service.types import Translation
+from service.validation import Job, Markup, is_blank, validate
 
 STREAM_STATUS_BYTES = pb.TranslateResponse(status=pb.Status()).ByteSize()  # what TranslateStream adds to a response
 
@@ -29,12 +33,10 @@ class TranslationService:
         `deadline` is a time.monotonic() instant or None.
         """
         job = validate(request, self.models, self._settings)
-        todo = [i for i, text in enumerate(job.texts) if not is_blank(text)]
-        items = [Item(job.texts[i], job.tokens[i]) for i in todo]
-        done = await self._batcher.submit(items, BatchKey(job.model, job.options), deadline)
-        translations = [BLANK] * len(job.texts)
-        for i, translation in zip(todo, done, strict=True):
-            translations[i] = translation
+        if job.markup is None:
+            translations = await self._translate_texts(job, deadline)
+        else:
+            translations = await self._translate_markup(job.markup, job, deadline)
         response = to_response(job, translations, request_id)
         response.id = request.id
         size, limit = response.ByteSize() + STREAM_STATUS_BYTES, self._settings.max_message_bytes
@@ -44,6 +46,24 @@ class TranslationService:
                 " ask for fewer texts, fewer hypotheses or no attention"
             )
         return response
+
+    async def _translate_texts(self, job: Job, deadline: float | None) -> list[Translation]:
+        """Each plain text translated as one sentence; blank ones without the model."""
+        todo = [i for i, text in enumerate(job.texts) if not is_blank(text)]
+        items = [Item(job.texts[i], job.tokens[i]) for i in todo]
+        done = await self._batcher.submit(items, BatchKey(job.model, job.options), deadline)
+        translations = [BLANK] * len(job.texts)
+        for i, translation in zip(todo, done, strict=True):
+            translations[i] = translation
+        return translations
+
+    async def _translate_markup(self, markup: list[Markup], job: Job, deadline: float | None) -> list[Translation]:
+        """Each HTML text's blocks translated as sentences (with the attention that places their tags), then
+        put back into the page."""
+        items = [Item(b.source, n) for m in markup for b, n in zip(m.document.blocks, m.tokens, strict=True)]
+        key = BatchKey(job.model, replace(job.options, return_attention=True))
+        done = iter(await self._batcher.submit(items, key, deadline))
+        return [translated_document(m.document, [next(done) for _ in m.document.blocks]) for m in markup]
 
     def list_models(self) -> pb.ListModelsResponse:
         """The served models, the default first."""

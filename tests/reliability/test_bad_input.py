@@ -20,6 +20,7 @@ from service.client import TranslatorClient, translate_request
 from service.client import main as client_main
 from service.config import Settings
 from service.engine import Engine
+from service.text.markup import parse
 from tests.reliability.calls import (
     TEXTS,
     Outcome,
@@ -72,6 +73,7 @@ MODELS = [
     "en-fr/",
     "..",
 ]
+UNKNOWN_FORMATS = [2, 7, -1, 2**31 - 1, -(2**31)]
 ANY_TEXT = st.text(st.characters(exclude_categories=()) | st.characters(categories=["Cs"]), max_size=30)
 LONG_WORDS = st.sampled_from("aé😀").map(lambda c: c * 10_000)  # built when drawn: a repr this long is slow
 UINT32 = st.integers(0, 12) | st.sampled_from([2**31, 2**32 - 1])
@@ -87,6 +89,7 @@ CASES = st.fixed_dictionaries(
         "length_penalty": st.floats(width=32),
         "return_scores": st.booleans(),
         "return_attention": st.booleans(),
+        "format": st.sampled_from([pb.TEXT_FORMAT_PLAIN, pb.TEXT_FORMAT_HTML]) | st.sampled_from(UNKNOWN_FORMATS),
     }
 )
 
@@ -110,13 +113,43 @@ def problems(request: pb.TranslateRequest, limits: Settings, engine: Engine) -> 
         found.append((INVALID, f"max_length is {request.max_length}"))
     if not (math.isfinite(penalty) and 0 < penalty <= 5):
         found.append((INVALID, "length_penalty is"))
-    most_tokens = min(limits.max_text_tokens, engine.max_source_tokens)
+    if request.format not in (pb.TEXT_FORMAT_PLAIN, pb.TEXT_FORMAT_HTML):
+        found.append((INVALID, f"format is {request.format}; it must be one of"))
+    html = request.format == pb.TEXT_FORMAT_HTML
+    if html and request.return_attention:
+        found.append((INVALID, "return_attention is not available with format TEXT_FORMAT_HTML"))
+    most_tokens, all_blocks = min(limits.max_text_tokens, engine.max_source_tokens), 0
     for i, text in enumerate(texts[: limits.max_texts_per_request]):
         if len(text) > limits.max_text_chars:
             found.append((INVALID, f"texts[{i}] has {len(text)} characters"))
+        elif html:
+            blocks = [engine.count_tokens(block.source) for block in parse(text).blocks]
+            found += [(INVALID, f"texts[{i}] has a block of {n} tokens") for n in blocks if n > most_tokens]
+            all_blocks += len(blocks)
         elif (tokens := engine.count_tokens(text)) > most_tokens:
             found.append((INVALID, f"texts[{i}] has {tokens} tokens; at most {most_tokens}"))
+    if all_blocks > limits.max_queue_size:
+        found.append((INVALID, f"the texts hold {all_blocks} blocks to translate"))
     return found
+
+
+def answers_html(request: pb.TranslateRequest, response: pb.TranslateResponse, engine: Engine) -> bool:
+    """Whether `response` answers the HTML `request`: one translation per text, with at least one hypothesis and
+    no attention; a text without words comes back as the parser repaired it."""
+    right = (
+        response.id == request.id
+        and response.model == (request.model or engine.manifest.name)
+        and len(response.translations) == len(request.texts)
+        and all(
+            t.hypotheses
+            and not t.source_tokens
+            and not any(h.HasField("attention") for h in t.hypotheses)
+            and (bool(document.blocks) or [h.text for h in t.hypotheses] == [document.render([])])
+            for t, document in zip(response.translations, map(parse, request.texts), strict=True)
+        )
+    )
+    TALLY.wrong += not right
+    return right
 
 
 class Judge:
@@ -136,13 +169,19 @@ class Judge:
         message = (outcome.details() or "") if isinstance(outcome, grpc.aio.AioRpcError) else ""
         self(request, code(outcome), message)
         if isinstance(outcome, pb.TranslateResponse):
-            assert self.reference.matches(request, outcome)
+            assert self.answers(request, outcome)
 
     def inline(self, request: pb.TranslateRequest, response: pb.TranslateResponse) -> None:
         status = inline(response, [request.model])
         self(request, status, response.status.message)
         if status == grpc.StatusCode.OK:
-            assert self.reference.matches(request, response)
+            assert self.answers(request, response)
+
+    def answers(self, request: pb.TranslateRequest, response: pb.TranslateResponse) -> bool:
+        """The engine's answer to a plain request; the answer's shape for an HTML one."""
+        if request.format == pb.TEXT_FORMAT_HTML:
+            return answers_html(request, response, self.engine)
+        return self.reference.matches(request, response)
 
 
 def build(case: dict[str, Any], number: int) -> pb.TranslateRequest | None:

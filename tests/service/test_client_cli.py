@@ -11,6 +11,7 @@ import pytest
 
 from service.client import main
 from tests.service.harness import ServerThread
+from tests.support.markup import tag_tree, text_of
 
 Start = Callable[..., ServerThread]
 
@@ -58,3 +59,15 @@ def test_list_models(start_server: Start, capsys: pytest.CaptureFixture[str]) ->
     server = start_server()
     assert main(["--address", server.address, "--list-models"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "en-fr"
+
+
+def test_html_reads_stdin_as_one_html_text(
+    start_server: Start, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = start_server()
+    monkeypatch.setattr("sys.stdin", io.StringIO("<p>one <b>two</b></p>\n<pre>kept  as is</pre>\n"))
+    assert main(["--address", server.address, "--html"]) == 0
+    out = capsys.readouterr().out
+    assert text_of(out) == "two one\nkept  as is\n"  # the fake model reverses the words of each block
+    assert tag_tree(out, ordered=True) == (("p", (), (("b", (), ()),)), ("pre", (), ()))
+    assert server.sample("mt_requests_total", {"method": "Translate", "model": "en-fr", "code": "OK"}) == 1

@@ -1,4 +1,5 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -6,8 +7,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class TextFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TEXT_FORMAT_PLAIN: _ClassVar[TextFormat]
+    TEXT_FORMAT_HTML: _ClassVar[TextFormat]
+TEXT_FORMAT_PLAIN: TextFormat
+TEXT_FORMAT_HTML: TextFormat
+
 class TranslateRequest(_message.Message):
-    __slots__ = ("texts", "model", "beam_size", "n_best", "max_length", "length_penalty", "return_attention", "return_scores", "id")
+    __slots__ = ("texts", "model", "beam_size", "n_best", "max_length", "length_penalty", "return_attention", "return_scores", "id", "format")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BEAM_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +25,7 @@ class TranslateRequest(_message.Message):
     RETURN_ATTENTION_FIELD_NUMBER: _ClassVar[int]
     RETURN_SCORES_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     model: str
     beam_size: int
@@ -26,7 +35,8 @@ class TranslateRequest(_message.Message):
     return_attention: bool
     return_scores: bool
     id: str
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., beam_size: _Optional[int] = ..., n_best: _Optional[int] = ..., max_length: _Optional[int] = ..., length_penalty: _Optional[float] = ..., return_attention: _Optional[bool] = ..., return_scores: _Optional[bool] = ..., id: _Optional[str] = ...) -> None: ...
+    format: TextFormat
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., beam_size: _Optional[int] = ..., n_best: _Optional[int] = ..., max_length: _Optional[int] = ..., length_penalty: _Optional[float] = ..., return_attention: _Optional[bool] = ..., return_scores: _Optional[bool] = ..., id: _Optional[str] = ..., format: _Optional[_Union[TextFormat, str]] = ...) -> None: ...
 
 class TranslateResponse(_message.Message):
     __slots__ = ("translations", "model", "request_id", "id", "status")

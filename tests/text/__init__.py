@@ -1,0 +1,1 @@
+"""Tests of the text handling of the service: markup, alignment."""
