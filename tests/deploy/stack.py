@@ -22,6 +22,9 @@ COMPOSE_FILES = ("docker-compose.yml", "docker-compose.local.yml")
 SERVICES = ("translator", "prometheus")  # Grafana has no Debian package: not part of the local run
 IMAGE = "localhost/mt-serve:cpu-debian"  # docker-compose.local.yml
 STOP_TIMEOUT_S = 15  # stop_grace_period in docker-compose.yml; podman-compose 1.0 takes it as -t
+BUILD = ("build", "translator")
+UP = ("up", "-d", *SERVICES)
+DOWN = ("down", "-v", "-t", str(STOP_TIMEOUT_S))
 BUILD_TIMEOUT_S = 1200
 
 
@@ -62,19 +65,18 @@ class ComposeStack:
         return result.stdout
 
     def compose(self, *args: str, timeout: float = 120, step: str | None = None) -> str:
-        files = [option for name in COMPOSE_FILES for option in ("-f", name)]
-        return self.run(["podman-compose", "-p", self.project, *files, *args], timeout, step)
+        return self.run(compose_command(self.project, *args), timeout, step)
 
     def build(self) -> None:
         self.run(["nice", str(BUILD_BASE_IMAGES)], BUILD_TIMEOUT_S, step="base images")
-        self.compose("build", "translator", timeout=BUILD_TIMEOUT_S, step="service image")
+        self.compose(*BUILD, timeout=BUILD_TIMEOUT_S, step="service image")
 
     def up(self) -> None:
-        self.compose("up", "-d", *SERVICES, step="up")
+        self.compose(*UP, step="up")
 
     def down(self) -> None:
         """`podman-compose down`: SIGTERM, then SIGKILL after STOP_TIMEOUT_S; volumes and network removed."""
-        self.compose("down", "-v", "-t", str(STOP_TIMEOUT_S), timeout=120, step="down")
+        self.compose(*DOWN, timeout=120, step="down")
         # podman-compose 1.0 leaves the project's network behind.
         subprocess.run(["podman", "network", "rm", "-f", f"{self.project}_default"], capture_output=True, check=False)
 
@@ -104,3 +106,9 @@ class ComposeStack:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as page:
             text: str = page.read().decode()
         return text
+
+
+def compose_command(project: str, *args: str) -> list[str]:
+    """podman-compose with the project name and both compose files, then `args`."""
+    files = [option for name in COMPOSE_FILES for option in ("-f", name)]
+    return ["podman-compose", "-p", project, *files, *args]

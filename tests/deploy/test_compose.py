@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from tests.deploy.compose_file import MissingVariable, load_compose, published
-from tests.deploy.paths import COMPOSE_FILE, GRAFANA_DASHBOARD_PROVIDER, PROMETHEUS_CONFIG, ROOT
+from tests.deploy.paths import COMPOSE_FILE, DEPLOY, GRAFANA_DASHBOARD_PROVIDER, PROMETHEUS_CONFIG, ROOT
+from tests.deploy.stack import BUILD, DOWN, UP, compose_command
 
 # The one variable compose requires; everything else has a default.
 REQUIRED_ENV = {"GRAFANA_ADMIN_PASSWORD": "not-a-default"}
@@ -173,3 +174,14 @@ def test_local_override_replaces_only_images() -> None:
     assert override["translator"]["image"] != load_compose(REQUIRED_ENV)["services"]["translator"]["image"]
     assert set(override["translator"]["build"]["args"]) == {"PYTHON_IMAGE"}
     assert override["prometheus"]["image"].startswith("localhost/")
+
+
+def test_readme_gives_the_commands_the_stack_test_runs() -> None:
+    readme = (DEPLOY / "README.md").read_text()
+    section = readme[readme.index("### Without an image registry") :]
+    block = section[section.index("```sh") : section.index("```", section.index("```sh") + 5)]
+    lines = [line.split("#")[0].strip() for line in block.splitlines()]
+    assert "sudo deploy/local/build-base-images.sh" in lines
+    assert "BUILDAH_FORMAT=docker " + " ".join(compose_command("mt-serve", *BUILD)) in lines
+    for args in (UP, DOWN):
+        assert " ".join(compose_command("mt-serve", *args)) in lines
