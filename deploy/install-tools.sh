@@ -4,9 +4,8 @@
 #   podman, podman-compose   the image build and the compose stack run (tests/deploy/test_compose_stack.py)
 #   runc, netavark, aardvark-dns   container runtime, networks and service-name DNS for podman
 #   debootstrap              the local Debian base image (no image registry needed)
-# and sets podman's runtime to runc with fixed rlimits, which
-# kernels with hybrid cgroups need, and the netavark network backend (/etc/containers/containers.conf).
-# The other tools (hadolint, check-jsonschema,
+# and sets, in /etc/containers/containers.conf, podman's runtime to runc with fixed rlimits (which kernels
+# with hybrid cgroups need) and the netavark network backend. The other tools (hadolint, check-jsonschema,
 # kubernetes-validate, kubectl) come with the project's "dev" extra.
 #
 # Idempotent. Locally a tool that cannot be installed makes its tests skip;
