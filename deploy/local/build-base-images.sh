@@ -27,14 +27,23 @@ up_to_date() {
         && [ "$(podman image inspect --format '{{ index .Labels "mt.inputs" }}' "$1" 2>/dev/null)" = "$2" ]
 }
 
+# Unmounts what an interrupted debootstrap may have left mounted in $rootfs, then deletes it.
+remove_rootfs() {
+    umount -R "$rootfs/proc" 2>/dev/null || true
+    umount -R "$rootfs/sys" 2>/dev/null || true
+    rm -rf "$rootfs"
+}
+
 build_debian() {
     key=$1
     rootfs=$(mktemp -d)
-    trap 'umount -R "$rootfs/proc" "$rootfs/sys" 2>/dev/null; rm -rf "$rootfs"' EXIT
+    trap remove_rootfs EXIT
     trap 'exit 1' INT TERM
     debootstrap --variant=minbase "$SUITE" "$rootfs" "$MIRROR" >/dev/null
     rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb
     tar -C "$rootfs" -c . | podman import --quiet --change "LABEL mt.inputs=$key" --change 'CMD ["bash"]' - "$DEBIAN_IMAGE"
+    remove_rootfs
+    trap - EXIT INT TERM
 }
 
 debian_key=$(inputs_hash "$SUITE $MIRROR $(sed -n '/^build_debian()/,/^}/p' "$(basename "$0")")")

@@ -90,6 +90,7 @@ def test_translates_over_grpc_on_the_published_port(stack: ComposeStack) -> None
 
 
 def test_prometheus_scrapes_the_translator_and_every_dashboard_query_has_data(stack: ComposeStack) -> None:
+    wait_for(lambda: stack.health("prometheus") == "healthy", timeout=SCRAPE_TIMEOUT_S, interval=1)
     wait_for(lambda: bool(stack.query('up{job="translator"} == 1')), timeout=SCRAPE_TIMEOUT_S, interval=1)
     with TranslatorClient(stack.grpc_address) as client:
         send_every_kind_of_call(client)
