@@ -27,6 +27,15 @@ up_to_date() {
         && [ "$(podman image inspect --format '{{ index .Labels "mt.inputs" }}' "$1" 2>/dev/null)" = "$2" ]
 }
 
+# Removes image id $1 unless it is still tagged or used: the image that a rebuild just replaced.
+remove_replaced() {
+    [ -z "$1" ] || podman image rm "$1" >/dev/null 2>&1 || true
+}
+
+image_id() {
+    podman image inspect --format '{{.Id}}' "$1" 2>/dev/null || true
+}
+
 # Unmounts what an interrupted debootstrap may have left mounted in $rootfs, then deletes it.
 remove_rootfs() {
     umount -R "$rootfs/proc" 2>/dev/null || true
@@ -46,11 +55,13 @@ build_debian() {
     trap - EXIT INT TERM
 }
 
+replaced=
 debian_key=$(inputs_hash "$SUITE $MIRROR $(sed -n '/^build_debian()/,/^}/p' "$(basename "$0")")")
 if up_to_date "$DEBIAN_IMAGE" "$debian_key"; then
     echo "up to date: $DEBIAN_IMAGE"
 else
     echo "building $DEBIAN_IMAGE (debootstrap $SUITE from $MIRROR)"
+    replaced=$(image_id "$DEBIAN_IMAGE")
     build_debian "$debian_key"
 fi
 
@@ -65,6 +76,7 @@ build_on_debian() {
         return
     fi
     echo "building $image"
+    replaced="$(image_id "$image") $replaced"
     context=$(mktemp -d)
     [ $# -eq 0 ] || cp "$@" "$context/"
     podman build --quiet --label "mt.inputs=$key" --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" \
@@ -74,3 +86,7 @@ build_on_debian() {
 
 build_on_debian python "$CA_BUNDLE"
 build_on_debian prometheus
+# The images these replaced, derived ones first.
+for id in $replaced; do
+    remove_replaced "$id"
+done
