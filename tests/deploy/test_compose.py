@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,7 +41,8 @@ def bind_mounts(service: dict[str, Any]) -> dict[str, str]:
     return mounts
 
 
-def test_matches_compose_spec_schema() -> None:
+@pytest.mark.parametrize("path", [COMPOSE_FILE, LOCAL_OVERRIDE], ids=lambda p: p.name)
+def test_matches_compose_spec_schema(path: Path) -> None:
     # check-jsonschema ships the compose-spec schema (vendor.compose-spec): no network needed.
     result = subprocess.run(
         [
@@ -49,7 +51,7 @@ def test_matches_compose_spec_schema() -> None:
             "check_jsonschema",
             "--builtin-schema",
             "vendor.compose-spec",
-            str(COMPOSE_FILE),
+            str(path),
         ],
         capture_output=True,
         text=True,
