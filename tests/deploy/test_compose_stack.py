@@ -135,7 +135,7 @@ def test_down_lets_accepted_calls_finish_and_the_translator_exits_0(
     wait_for(lambda: stack.health("translator") == "healthy", timeout=180, interval=2)
     with TranslatorClient(stack.grpc_address) as client:
         per_call = seconds_per_call(client)
-    calls = max(20, min(400, round(DRAIN_WORK_S / per_call)))
+    calls = max(4, min(1000, round(DRAIN_WORK_S / per_call)))
     before = accepted(stack)
     finished: list[float] = []
     with grpc.insecure_channel(stack.grpc_address) as channel:
