@@ -10,7 +10,11 @@ RESULTS ?= results
 INTRA_OP_THREADS ?= 1
 CHECKPOINT ?=
 
-.PHONY: install serve test lint typecheck proto train export pipeline bench clean
+.PHONY: help install serve test lint typecheck proto train export pipeline bench clean
+.DEFAULT_GOAL := help
+
+help: ## list the targets and what they do
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z_-]+:[^#]*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +30,11 @@ serve: install ## serve every model under $(MODELS_ROOT) over gRPC (port 50051, 
 test: install ## the whole test suite (what CI runs)
 	$(PY) -m pytest -q --durations=15
 
-lint: install
+lint: install ## ruff check and ruff format --check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-typecheck: install
+typecheck: install ## mypy on service/
 	$(PY) -m mypy
 
 proto: install ## regenerate service/api from proto/ (committed; tests/service/test_proto.py checks they match)
@@ -55,5 +59,5 @@ export: install ## export a checkpoint to a model directory: make export CHECKPO
 	@test -n "$(CHECKPOINT)" || { echo "usage: make export CHECKPOINT=path/to/checkpoint.pt [PAIR=en-fr]"; exit 2; }
 	$(PY) -m model.export --checkpoint $(CHECKPOINT) --output $(MODELS_ROOT)/$(PAIR)
 
-clean:
+clean: ## remove the virtual environment and the tools' caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests.deploy.paths import DOCKERFILE, ROOT, find_tool
+from tests.deploy.paths import DEPLOY, DOCKERFILE, ROOT, find_tool
+
+# The local base images' Containerfiles (deploy/local/build-base-images.sh).
+LOCAL_CONTAINERFILES = sorted((DEPLOY / "local").glob("*.Containerfile"))
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -35,10 +39,11 @@ def stages() -> dict[str, list[tuple[str, str]]]:
     return result
 
 
-def test_hadolint_passes() -> None:
+@pytest.mark.parametrize("path", [DOCKERFILE, *LOCAL_CONTAINERFILES], ids=lambda p: p.name)
+def test_hadolint_passes(path: Path) -> None:
     hadolint = find_tool("hadolint")
     assert hadolint, "hadolint not found: install the dev extra (pip install -e '.[dev]')"
-    result = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True)
+    result = subprocess.run([hadolint, "--no-color", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from service.config import ENV_PREFIX, Settings
-from tests.deploy.paths import DOCKERFILE, K8S_DIR, find_tool
+from tests.deploy.paths import DOCKERFILE, K8S_DIR, PROMETHEUS_K8S_CONFIG, find_tool
+from tests.deploy.service_metrics import SERVICE_METRICS
 
 # The oldest Kubernetes the manifests target (native gRPC probes are GA since 1.27) and the newest known.
 K8S_VERSIONS = ("1.29", kubernetes_validate.latest_version())
@@ -20,6 +21,8 @@ K8S_VERSIONS = ("1.29", kubernetes_validate.latest_version())
 SERVICE_SETTINGS = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
 
 MANIFESTS = sorted(p for p in K8S_DIR.glob("*.yaml") if p.name != "kustomization.yaml")
+SERVICE_MONITOR = K8S_DIR / "prometheus-operator" / "servicemonitor.yaml"
+ADAPTER_RULES = K8S_DIR / "custom-metrics" / "prometheus-adapter.yaml"
 
 
 def load_all(path: Path) -> list[dict[str, Any]]:
@@ -146,9 +149,70 @@ def test_autoscaling_and_disruption_budget(deployment: dict[str, Any]) -> None:
         "kind": "Deployment",
         "name": "translator",
     }
-    [metric] = hpa["spec"]["metrics"]
-    assert metric["resource"]["name"] == "cpu" and metric["resource"]["target"]["type"] == "Utilization"
+    metrics = {metric["type"]: metric for metric in hpa["spec"]["metrics"]}
+    cpu = metrics["Resource"]["resource"]
+    assert cpu["name"] == "cpu" and cpu["target"]["type"] == "Utilization"
     pdb = everything[("PodDisruptionBudget", "translator")]["spec"]
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert pdb["selector"]["matchLabels"].items() <= pod_labels.items()
     assert pdb["minAvailable"] < hpa["spec"]["minReplicas"], "a drain must be able to evict a pod"
+
+
+def test_readiness_tolerates_a_busy_pod(container: dict[str, Any]) -> None:
+    readiness = container["readinessProbe"]
+    assert readiness["failureThreshold"] > 1, "one late answer must not take a busy pod out of the endpoints"
+    assert container["livenessProbe"]["failureThreshold"] >= readiness["failureThreshold"]
+
+
+def test_no_service_account_token(deployment: dict[str, Any]) -> None:
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_network_policy(deployment: dict[str, Any], container: dict[str, Any]) -> None:
+    policy = resources()[("NetworkPolicy", "translator")]["spec"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"] and policy["egress"] == []
+    port_names = {p["name"] for p in container["ports"]}
+    rules = {port["port"]: rule for rule in policy["ingress"] for port in rule["ports"]}
+    assert set(rules) == port_names == {"grpc", "metrics"}
+    assert "from" not in rules["grpc"], "clients reach gRPC from anywhere"
+    [source] = rules["metrics"]["from"]
+    assert "namespaceSelector" in source, "/metrics only for the monitoring namespace"
+
+
+def test_hpa_scales_on_requests_in_flight_through_the_adapter() -> None:
+    hpa = resources()[("HorizontalPodAutoscaler", "translator")]["spec"]
+    pods_metrics = [m["pods"] for m in hpa["metrics"] if m["type"] == "Pods"]
+    assert [m["metric"]["name"] for m in pods_metrics] == ["mt_inflight_requests"]
+    adapter = yaml.safe_load(ADAPTER_RULES.read_text())["rules"]["custom"]
+    served = {rule["name"]["as"]: rule for rule in adapter}
+    for metric in pods_metrics:
+        rule = served[metric["metric"]["name"]]
+        series = rule["seriesQuery"].split("{")[0].strip("'\"")
+        assert SERVICE_METRICS[series].type == "gauge", series
+        assert rule["resources"]["overrides"] == {
+            "namespace": {"resource": "namespace"},
+            "pod": {"resource": "pod"},
+        }
+        assert float(metric["target"]["averageValue"]) > 0
+    # The adapter maps series to pods by these labels: Prometheus must set them.
+    relabels = yaml.safe_load(PROMETHEUS_K8S_CONFIG.read_text())["scrape_configs"][0]["relabel_configs"]
+    assert {"namespace", "pod"} <= {rule.get("target_label") for rule in relabels}
+
+
+def test_service_monitor_scrapes_the_metrics_service() -> None:
+    [monitor] = load_all(SERVICE_MONITOR)
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "ServiceMonitor")
+    service = resources()[("Service", "translator-metrics")]
+    spec = monitor["spec"]
+    assert spec["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    kustomization = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
+    assert monitor["metadata"]["namespace"] == kustomization["namespace"]
+    assert spec["namespaceSelector"]["matchNames"] == [kustomization["namespace"]]
+    [endpoint] = spec["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    # job="translator", as alerts.yml expects; namespace and pod labels for the adapter.
+    assert service["metadata"]["labels"][spec["jobLabel"]] == "translator"
+    assert {"namespace", "pod"} <= {rule["targetLabel"] for rule in endpoint["relabelings"]}

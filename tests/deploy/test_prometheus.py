@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.deploy.paths import (
@@ -21,13 +20,10 @@ from tests.deploy.paths import (
     find_tool,
 )
 from tests.deploy.promql import dashboard_promql
-from tests.support.environment import missing
+from tests.deploy.tools import requires
 
 PROMTOOL = find_tool("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None,
-    reason=missing("promtool: run deploy/install-tools.sh (as root, installs Debian's 'prometheus')"),
-)
+needs_promtool = requires("promtool", hint="run deploy/install-tools.sh (as root, installs Debian's 'prometheus')")
 REQUIRED_ALERTS = {
     "TranslatorHighLatencyP99",
     "TranslatorHighErrorRatio",
