@@ -10,7 +10,7 @@ RESULTS ?= results
 INTRA_OP_THREADS ?= 1
 CHECKPOINT ?=
 
-.PHONY: help install serve test lint typecheck proto train export pipeline bench clean
+.PHONY: lock help install serve test lint typecheck proto train export pipeline bench clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets and what they do
@@ -39,6 +39,14 @@ typecheck: install ## mypy on service/
 
 proto: install ## regenerate service/api from proto/ (committed; tests/service/test_proto.py checks they match)
 	PYTHON=$(PY) proto/generate.sh
+
+lock: install ## recompile the image's hash-checked dependency locks (deploy/requirements) from pyproject.toml
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile pyproject.toml deploy/requirements/build.in --universal --python-version 3.11 \
+		--generate-hashes --quiet -o deploy/requirements/cpu.txt
+	$(VENV)/bin/uv pip compile pyproject.toml deploy/requirements/build.in deploy/requirements/cuda.in \
+		--no-emit-package onnxruntime --universal --python-version 3.12 --generate-hashes --quiet \
+		-o deploy/requirements/cuda.txt
 
 bench: install ## engine benchmark, load sweep, online targets under $(RESULTS)/; CHECKPOINT=... adds PyTorch, CTranslate2
 	$(PY) -m bench.engine_bench --model-dir $(MODELS_ROOT)/$(PAIR) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) \
