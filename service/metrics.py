@@ -2,7 +2,8 @@
 
 The names and labels are a contract with the dashboards and alert rules; change them only together.
 Label `model` is the served model's name, or "" where a request names no served model or the method
-has none; `code` is the gRPC status name (OK, INVALID_ARGUMENT, ...).
+has none; `code` is the gRPC status name (OK, INVALID_ARGUMENT, ...), over HTTP too; `protocol` is the
+transport the request came by: "grpc" or "http".
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 2.5, 5, 10)
 SENTENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+REQUEST_LABELS = ("method", "model", "code", "protocol")
+GRPC, HTTP = "grpc", "http"
 
 
 @dataclass
@@ -40,11 +43,11 @@ class Metrics:
         self.request_duration = Histogram(
             "mt_request_duration_seconds",
             "Time to answer one request",
-            ["method", "model", "code"],
+            REQUEST_LABELS,
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.requests = Counter("mt_requests_total", "Requests answered", ["method", "model", "code"], registry=r)
+        self.requests = Counter("mt_requests_total", "Requests answered", REQUEST_LABELS, registry=r)
         self.queue_wait = Histogram(
             "mt_queue_wait_seconds",
             "Time a sentence waited in the queue before its batch started",
@@ -89,7 +92,7 @@ class Metrics:
         )
 
     @contextmanager
-    def track(self, method: str, model: str = "") -> Iterator[RequestOutcome]:
+    def track(self, method: str, model: str = "", protocol: str = GRPC) -> Iterator[RequestOutcome]:
         """Counts one request in flight, then records its duration and outcome."""
         outcome = RequestOutcome(model=model)
         inflight = self.inflight.labels(method)
@@ -106,7 +109,7 @@ class Metrics:
             raise
         finally:
             inflight.dec()
-            labels = (method, outcome.model, outcome.code.name)
+            labels = (method, outcome.model, outcome.code.name, protocol)
             self.request_duration.labels(*labels).observe(time.perf_counter() - start)
             self.requests.labels(*labels).inc()
 
