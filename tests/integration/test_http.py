@@ -1,0 +1,52 @@
+"""The HTTP API and the page of the service process with real models: the engine's answers, over HTTP."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from service.engine import Engine
+from service.http.app import STATIC
+from service.types import DecodeOptions
+from tests.integration.calls import FP32_MODEL, MODEL
+from tests.support.http import post_json, request
+from tests.support.service_process import ServiceProcess
+from tests.support.tiny import source_sentences
+
+TEXTS = [*source_sentences(4, seed=5), "A man rides a bike."]
+
+
+@pytest.mark.parametrize("model", [MODEL, FP32_MODEL])
+def test_translations_are_the_engines(service: ServiceProcess, engines: dict[str, Engine], model: str) -> None:
+    asked = {"texts": TEXTS, "model": model, "beam_size": 3, "n_best": 2, "return_scores": True}
+    reply = post_json(f"{service.http_url}/v1/translate", {**asked, "return_attention": True})
+    assert reply.status == 200, reply.body
+    options = DecodeOptions(beam_size=3, n_best=2, return_attention=True)
+    expected = engines[model].translate(TEXTS, options)
+    for got, want in zip(reply.json["translations"], expected, strict=True):
+        assert got["source_tokens"] == want.source_tokens
+        for hypothesis, reference in zip(got["hypotheses"], want.hypotheses, strict=True):
+            assert (hypothesis["text"], hypothesis["tokens"]) == (reference.text, reference.tokens)
+            assert hypothesis["score"] == pytest.approx(reference.score, abs=1e-5)
+            attention = hypothesis["attention"]
+            weights = np.asarray(attention["weights"]).reshape(attention["rows"], attention["cols"])
+            np.testing.assert_allclose(weights, reference.attention, atol=1e-6)
+    assert f"http Translate model={model} texts={len(TEXTS)}: OK" in service.output()
+
+
+def test_the_page_and_its_files_need_nothing_from_elsewhere(service: ServiceProcess) -> None:
+    page = request(f"{service.http_url}/")
+    assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+    linked = re.findall(r'(?:src|href)="([^"]+)"', page.body.decode())
+    assert linked and all(link.startswith("/") for link in linked)
+    for link in linked:
+        assert request(f"{service.http_url}{link}").status == 200, link
+    for path in STATIC.iterdir():
+        assert not re.search(r"https?://", path.read_text()), f"{path.name} refers to another site"
+
+
+def test_health_endpoints(service: ServiceProcess) -> None:
+    assert request(f"{service.http_url}/healthz").json == {"status": "SERVING"}
+    assert request(f"{service.http_url}/readyz").json == {"status": "SERVING"}
