@@ -23,7 +23,7 @@ def chromium() -> Any:
     """A headless Chromium; skips where Debian's chromium and chromium-driver are missing (fails under CI=true)."""
     binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if binary is None or driver is None:
-        why = "Chromium or chromedriver is missing: apt-get install -y chromium chromium-driver (deploy/install-tools.sh)"
+        why = "Chromium or chromedriver is missing: apt-get install chromium chromium-driver (deploy/install-tools.sh)"
         if os.environ.get("CI") == "true":
             pytest.fail(why)
         pytest.skip(why)
