@@ -9,6 +9,7 @@ from service.api.translation.v1 import translation_pb2 as pb
 from service.backend import ModelSet
 from service.config import Settings
 from service.errors import InvalidRequest
+from service.manifest import EXPLAIN_FILE
 from service.types import DecodeOptions
 
 MAX_LENGTH_PENALTY = 5.0
@@ -40,6 +41,11 @@ def validate(request: pb.TranslateRequest, models: ModelSet, settings: Settings)
     model = models.resolve(request.model)
     options = decode_options(request, settings)
     backend = models[model]
+    if request.attention_detail and not backend.explains:
+        raise InvalidRequest(
+            f"attention_detail: model {model} has no attention-detail graph ({EXPLAIN_FILE} in its directory);"
+            " export the model again with python -m model.export to get one, or leave attention_detail false"
+        )
     max_tokens = min(settings.max_text_tokens, backend.max_source_tokens)
     whose = f" by model {model}" if max_tokens < settings.max_text_tokens else ""
     tokens = []
@@ -82,4 +88,5 @@ def decode_options(request: pb.TranslateRequest, settings: Settings) -> DecodeOp
         length_penalty=penalty,
         max_length=request.max_length or None,
         return_attention=request.return_attention,
+        attention_detail=request.attention_detail,
     )
