@@ -50,3 +50,27 @@ def test_the_page_and_its_files_need_nothing_from_elsewhere(service: ServiceProc
 def test_health_endpoints(service: ServiceProcess) -> None:
     assert request(f"{service.http_url}/healthz").json == {"status": "SERVING"}
     assert request(f"{service.http_url}/readyz").json == {"status": "SERVING"}
+
+
+def test_attention_detail_over_http(service: ServiceProcess, engines: dict[str, Engine]) -> None:
+    asked = {"texts": TEXTS[:2], "model": FP32_MODEL, "beam_size": 2, "attention_detail": True}
+    reply = post_json(f"{service.http_url}/v1/translate", asked)
+    assert reply.status == 200, reply.body
+    expected = engines[FP32_MODEL].translate(TEXTS[:2], DecodeOptions(beam_size=2, attention_detail=True))
+    for translation, reference in zip(reply.json["translations"], expected, strict=True):
+        detail, want = translation["attention_detail"], reference.detail
+        assert want is not None
+        assert (detail["source_tokens"], detail["target_tokens"]) == (want.source_tokens, want.target_tokens)
+        for kind, weights in (
+            ("encoder_self_attention", want.encoder_self),
+            ("decoder_self_attention", want.decoder_self),
+            ("cross_attention", want.cross),
+        ):
+            layers, heads, rows, cols = weights.shape
+            maps = detail[kind]
+            assert [(m["layer"], m["head"]) for m in maps] == [(i, h) for i in range(layers) for h in range(heads)]
+            assert all((m["rows"], m["cols"]) == (rows, cols) for m in maps)
+            got = np.asarray([m["weights"] for m in maps]).reshape(weights.shape)
+            np.testing.assert_allclose(got, weights, atol=1e-6)
+    plain = post_json(f"{service.http_url}/v1/translate", {"texts": TEXTS[:1]}).json
+    assert "attention_detail" not in plain["translations"][0]

@@ -102,3 +102,48 @@ def test_translate_read_the_heatmap_and_hover(browser: Any, service: ServiceProc
 
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(SCREENSHOT))
+
+
+UPPER_TRIANGLE_ALPHA = """
+const canvas = arguments[0], cell = Number(canvas.dataset.cell), n = canvas.width / cell;
+const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+let alpha = 0;
+for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) {
+  const x = j * cell + Math.floor(cell / 2), y = i * cell + Math.floor(cell / 2);
+  alpha += pixels[(y * canvas.width + x) * 4 + 3];
+}
+return alpha;
+"""
+
+
+def test_inside_the_model_every_layer_and_head(browser: Any, service: ServiceProcess) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    wait = WebDriverWait(browser, WAIT_S)
+    browser.get(f"{service.http_url}/")
+    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#model option")) == 2)
+    Select(browser.find_element(By.ID, "model")).select_by_value(FP32_MODEL)
+    browser.find_element(By.ID, "source").send_keys(TEXTS[0])
+    browser.find_element(By.ID, "attention-detail").click()
+    browser.find_element(By.ID, "translate").click()
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".detail canvas"))
+
+    asked = {"texts": TEXTS[:1], "model": FP32_MODEL, "beam_size": 4, "n_best": 3, "attention_detail": True}
+    detail = post_json(f"{service.http_url}/v1/translate", asked).json["translations"][0]["attention_detail"]
+    for kind in ("encoder_self_attention", "decoder_self_attention", "cross_attention"):
+        canvases = browser.find_elements(By.CSS_SELECTOR, f".kind.{kind} canvas")
+        assert len(canvases) == len(detail[kind]) > 1, kind
+    for canvas in browser.find_elements(By.CSS_SELECTOR, ".kind.decoder_self_attention canvas"):
+        assert browser.execute_script(UPPER_TRIANGLE_ALPHA, canvas) == 0
+
+    last = detail["cross_attention"][-1]
+    browser.find_elements(By.CSS_SELECTOR, ".kind.cross_attention canvas")[-1].click()
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".zoom td"))
+    cells = browser.find_elements(By.CSS_SELECTOR, ".zoom td")
+    assert len(cells) == last["rows"] * last["cols"]
+    assert weights_of(cells) == pytest.approx(last["weights"], abs=1e-4)
+    title = browser.find_element(By.CSS_SELECTOR, ".zoom-title").text
+    assert title == f"Encoder-decoder attention, layer {last['layer'] + 1}, head {last['head'] + 1}"
+    browser.save_screenshot(str(SCREENSHOT.with_name("attention-detail.png")))

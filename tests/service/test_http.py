@@ -248,3 +248,11 @@ def test_every_grpc_code_has_an_http_status() -> None:
 def test_http_port_setting(monkeypatch: pytest.MonkeyPatch, value: str, port: int | None) -> None:
     monkeypatch.setenv("MT_HTTP_PORT", value)
     assert load_settings().http_port == port
+
+
+def test_attention_detail_of_a_model_without_the_graph_is_400(start_server: Start) -> None:
+    reply = translate(start_server(), {"texts": ["a"], "attention_detail": True})
+    assert reply.status == 400
+    assert reply.error["message"].startswith(
+        "attention_detail: model en-fr has no attention-detail graph (explain.onnx"
+    )

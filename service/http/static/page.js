@@ -50,6 +50,7 @@ async function translate(event) {
     return_scores: true,
     return_attention: true,
   };
+  if ($("attention-detail").checked) request.attention_detail = true;
   setStatus("Translating\u2026");
   $("translate").disabled = true;
   try {
@@ -69,6 +70,7 @@ function showTranslation(translation) {
   node.querySelector(".translation").textContent = best.text;
   node.querySelector(".n-best").replaceChildren(...translation.hypotheses.map(hypothesisItem));
   if (best.attention && best.attention.rows) showAttention(node, best.attention);
+  if (translation.attention_detail) showDetail(node.querySelector(".detail"), translation.attention_detail);
   return node;
 }
 
@@ -89,6 +91,24 @@ function labelled(tag, token, side, index) {
   return element;
 }
 
+// A table of rowTokens x colTokens cells colored by weight(i, j); headers carry data-side sides[0] / sides[1].
+function fillHeatmap(table, rowTokens, colTokens, weight, sides) {
+  table.replaceChildren();
+  const head = table.createTHead().insertRow();
+  head.append(document.createElement("th"), ...colTokens.map((t, j) => labelled("th", t, sides[1], j)));
+  const body = table.createTBody();
+  rowTokens.forEach((rowToken, i) => {
+    const row = body.insertRow();
+    row.append(labelled("th", rowToken, sides[0], i));
+    colTokens.forEach((colToken, j) => {
+      const cell = row.insertCell();
+      cell.style.backgroundColor = rgba(CELL_COLOR, weight(i, j));
+      cell.dataset.weight = weight(i, j).toFixed(4);
+      cell.title = `${shown(rowToken)} \u2192 ${shown(colToken)}: ${weight(i, j).toFixed(3)}`;
+    });
+  });
+}
+
 function showAttention(node, attention) {
   const { rows, cols, weights } = attention;
   const weight = (i, j) => weights[i * cols + j];
@@ -99,20 +119,7 @@ function showAttention(node, attention) {
     spans[side].forEach((span) => span.classList.add("token"));
     node.querySelector(`.${side}-tokens`).append(...spans[side]);
   }
-  const table = node.querySelector(".heatmap");
-  const head = table.createTHead().insertRow();
-  head.append(document.createElement("th"), ...tokens.source.map((t, j) => labelled("th", t, "source", j)));
-  const body = table.createTBody();
-  for (let i = 0; i < rows; i++) {
-    const row = body.insertRow();
-    row.append(labelled("th", tokens.target[i], "target", i));
-    for (let j = 0; j < cols; j++) {
-      const cell = row.insertCell();
-      cell.style.backgroundColor = rgba(CELL_COLOR, weight(i, j));
-      cell.dataset.weight = weight(i, j).toFixed(4);
-      cell.title = `${shown(tokens.target[i])} \u2192 ${shown(tokens.source[j])}: ${weight(i, j).toFixed(3)}`;
-    }
-  }
+  fillHeatmap(node.querySelector(".heatmap"), tokens.target, tokens.source, weight, ["target", "source"]);
   const clear = () => {
     for (const span of [...spans.source, ...spans.target]) {
       delete span.dataset.weight;
@@ -137,6 +144,74 @@ function showAttention(node, attention) {
     });
     element.addEventListener("mouseleave", clear);
   });
+}
+
+// Inside the model: one small map per layer and head, for each kind of attention; a click shows one with words.
+function showDetail(section, detail) {
+  section.hidden = false;
+  const source = detail.source_tokens;
+  const target = detail.target_tokens;
+  const kinds = [
+    ["Encoder self-attention", "encoder_self_attention", source, source],
+    ["Decoder masked self-attention (the future hidden)", "decoder_self_attention", target, target],
+    ["Encoder-decoder attention", "cross_attention", target, source],
+  ];
+  section.querySelector(".kinds").replaceChildren(
+    ...kinds.map(([title, key, rowTokens, colTokens]) => {
+      const kind = document.createElement("div");
+      kind.className = `kind ${key}`;
+      const heading = document.createElement("h4");
+      heading.textContent = title;
+      const maps = document.createElement("div");
+      maps.className = "maps";
+      const zoom = (map, canvas) => {
+        section.querySelectorAll("canvas.selected").forEach((c) => c.classList.remove("selected"));
+        canvas.classList.add("selected");
+        section.querySelector(".zoom-title").textContent = `${title}, layer ${map.layer + 1}, head ${map.head + 1}`;
+        const weight = (i, j) => map.weights[i * map.cols + j];
+        fillHeatmap(section.querySelector(".zoom"), rowTokens, colTokens, weight, ["zoom-row", "zoom-col"]);
+        section.querySelector(".zoom-title").scrollIntoView({ block: "start" });
+      };
+      const layers = new Map();
+      for (const map of detail[key]) {
+        if (!layers.has(map.layer)) {
+          const layer = document.createElement("div");
+          layer.className = "layer";
+          const label = document.createElement("span");
+          label.textContent = `layer ${map.layer + 1}`;
+          layer.append(label);
+          layers.set(map.layer, layer);
+          maps.append(layer);
+        }
+        const figure = document.createElement("figure");
+        const canvas = mapCanvas(map);
+        canvas.addEventListener("click", () => zoom(map, canvas));
+        const caption = document.createElement("figcaption");
+        caption.textContent = `head ${map.head + 1}`;
+        figure.append(canvas, caption);
+        layers.get(map.layer).append(figure);
+      }
+      kind.append(heading, maps);
+      return kind;
+    }),
+  );
+}
+
+function mapCanvas(map) {
+  const cell = Math.max(2, Math.min(8, Math.floor(96 / Math.max(map.rows, map.cols))));
+  const canvas = document.createElement("canvas");
+  canvas.width = map.cols * cell;
+  canvas.height = map.rows * cell;
+  canvas.dataset.cell = cell;
+  canvas.title = `layer ${map.layer + 1}, head ${map.head + 1}`;
+  const context = canvas.getContext("2d");
+  for (let i = 0; i < map.rows; i++) {
+    for (let j = 0; j < map.cols; j++) {
+      context.fillStyle = rgba(CELL_COLOR, map.weights[i * map.cols + j]);
+      context.fillRect(j * cell, i * cell, cell, cell);
+    }
+  }
+  return canvas;
 }
 
 $("translate-form").addEventListener("submit", translate);
