@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 from service.errors import ErrorStatus
 from service.http.errors import error_response
 from service.http.openapi import openapi_document
-from service.http.routes import HttpApi, internal_error
+from service.http.routes import HttpApi, internal_error, with_request_id
 from service.logs import new_request_id
 
 STATIC = Path(__file__).with_name("static")
@@ -51,7 +51,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     code = grpc.StatusCode.NOT_FOUND if exc.status_code == 404 else grpc.StatusCode.UNIMPLEMENTED
     request_id = new_request_id()
     message = f"{request.method} {request.url.path}: {exc.detail}"
-    return error_response(ErrorStatus(code, message), request_id, exc.status_code)
+    return with_request_id(error_response(ErrorStatus(code, message), request_id, exc.status_code), request_id)
 
 
 async def _internal(request: Request, exc: Exception) -> Response:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import grpc
 import pytest
 
-from service.config import load_settings
+from service.config import ConfigError, load_settings
 from service.http.errors import HTTP_STATUS
 from service.metrics import HTTP
 from tests.service.fakes import ReversingBackend
@@ -256,3 +256,9 @@ def test_attention_detail_of_a_model_without_the_graph_is_400(start_server: Star
     assert reply.error["message"].startswith(
         "attention_detail: model en-fr has no attention-detail graph (explain.onnx"
     )
+
+
+def test_a_taken_http_port_stops_the_start_naming_the_setting(start_server: Start) -> None:
+    taken = start_server().server.http_port
+    with pytest.raises(ConfigError, match=rf"http_port \(MT_HTTP_PORT\): cannot listen on 127.0.0.1:{taken}"):
+        ServerThread({"en-fr": ReversingBackend()}, http_port=taken)
