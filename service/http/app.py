@@ -20,6 +20,8 @@ from service.logs import new_request_id
 
 STATIC = Path(__file__).with_name("static")
 API_VERSION = "v1"
+# The page loads and calls only this server: the browser refuses anything else.
+PAGE_POLICY = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
 
 
 def build_app(api: HttpApi) -> Starlette:
@@ -30,7 +32,7 @@ def build_app(api: HttpApi) -> Starlette:
         return JSONResponse(document)
 
     async def page(request: Request) -> Response:
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(STATIC / "index.html", headers={"content-security-policy": PAGE_POLICY})
 
     routes = [
         Route("/v1/translate", api.translate, methods=["POST"]),

@@ -39,7 +39,7 @@ def test_translations_are_the_engines(service: ServiceProcess, engines: dict[str
 def test_the_page_and_its_files_need_nothing_from_elsewhere(service: ServiceProcess) -> None:
     page = request(f"{service.http_url}/")
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
-    linked = re.findall(r'(?:src|href)="([^"]+)"', page.body.decode())
+    linked = [link for link in re.findall(r'(?:src|href)="([^"]+)"', page.body.decode()) if link != "data:,"]
     assert linked and all(link.startswith("/") for link in linked)
     for link in linked:
         assert request(f"{service.http_url}{link}").status == 200, link
@@ -74,3 +74,8 @@ def test_attention_detail_over_http(service: ServiceProcess, engines: dict[str, 
             np.testing.assert_allclose(got, weights, atol=1e-6)
     plain = post_json(f"{service.http_url}/v1/translate", {"texts": TEXTS[:1]}).json
     assert "attention_detail" not in plain["translations"][0]
+
+
+def test_the_page_may_load_only_from_this_server(service: ServiceProcess) -> None:
+    policy = request(f"{service.http_url}/").headers["content-security-policy"]
+    assert "default-src 'self'" in policy

@@ -34,6 +34,7 @@ def chromium() -> Any:
     options.binary_location = binary
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, to check for errors
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
 
@@ -102,6 +103,12 @@ def test_translate_read_the_heatmap_and_hover(browser: Any, service: ServiceProc
 
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(SCREENSHOT))
+    assert console_errors(browser) == []
+
+
+def console_errors(browser: Any) -> list[str]:
+    """What the page wrote to the console as errors (a blocked load, a failing script)."""
+    return [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
 
 
 UPPER_TRIANGLE_ALPHA = """
@@ -147,3 +154,4 @@ def test_inside_the_model_every_layer_and_head(browser: Any, service: ServicePro
     title = browser.find_element(By.CSS_SELECTOR, ".zoom-title").text
     assert title == f"Encoder-decoder attention, layer {last['layer'] + 1}, head {last['head'] + 1}"
     browser.save_screenshot(str(SCREENSHOT.with_name("attention-detail.png")))
+    assert console_errors(browser) == []
