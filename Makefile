@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create the virtual environment with every extra
 
-serve: install ## serve every model under $(MODELS_ROOT) over gRPC (port 50051, metrics on 9400)
+serve: install ## serve every model under $(MODELS_ROOT) over gRPC (port 50051), HTTP (8080; the page at /), metrics on 9400
 	MT_MODELS_ROOT=$(MODELS_ROOT) MT_DEFAULT_MODEL=$(DEFAULT_MODEL) $(PY) -m service
 
 test: install ## the whole test suite (what CI runs)

@@ -100,12 +100,13 @@ class ServerProcess:
     """
 
     def __init__(self, models_root: Path, settings: Mapping[str, str], startup_timeout_s: float = 300.0):
-        grpc_port, metrics_port = free_ports(2)
+        grpc_port, metrics_port, http_port = free_ports(3)
         self.settings = {
             "MT_MODELS_ROOT": str(Path(models_root).resolve()),
             "MT_HOST": "127.0.0.1",
             "MT_GRPC_PORT": str(grpc_port),
             "MT_METRICS_PORT": str(metrics_port),
+            "MT_HTTP_PORT": str(http_port),
             **settings,
         }
         self.startup_timeout_s = startup_timeout_s

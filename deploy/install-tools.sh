@@ -12,8 +12,8 @@
 # under CI (CI=true) it is an error: exit status 1, and those tests fail instead of skipping.
 set -eu
 
-PACKAGES="prometheus podman podman-compose runc netavark aardvark-dns debootstrap"
-TOOLS="promtool prometheus podman podman-compose runc debootstrap"
+PACKAGES="prometheus podman podman-compose runc netavark aardvark-dns debootstrap chromium chromium-driver"
+TOOLS="promtool prometheus podman podman-compose runc debootstrap chromium chromedriver"
 # Helpers podman runs from its own directory: networks, and DNS between a compose stack's services.
 HELPERS="/usr/lib/podman/netavark /usr/lib/podman/aardvark-dns"
 CONTAINERS_CONF=${CONTAINERS_CONF:-/etc/containers/containers.conf}

@@ -31,12 +31,13 @@ from torch import Tensor, nn
 from torch.export import Dim
 
 from model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from model.model import KeyValue, Transformer
+from model.model import KeyValue, Transformer, padding_mask
 from model.tokenizer import load_tokenizer
-from service.manifest import AttentionSource, Manifest, SpecialIds, Variant, sha256_file, write_manifest
+from service.manifest import EXPLAIN_FILE, AttentionSource, Manifest, SpecialIds, Variant, sha256_file, write_manifest
 
 OPSET = 20
 TOKENIZER_FILE = "tokenizer.model"
+EXPLAIN_OUTPUTS = ["encoder_self_attention", "decoder_self_attention", "cross_attention"]
 VARIANTS = {
     "fp32": Variant("encoder.onnx", "decoder.onnx", "float32"),
     "int8": Variant("encoder.int8.onnx", "decoder.int8.onnx", "int8"),
@@ -85,6 +86,42 @@ class DecoderStepGraph(nn.Module):
         return (log_probs, attention, *_flat(present))
 
 
+class ExplainGraph(nn.Module):
+    """Source ids (1, S) and decoder input ids (1, T: bos, then a hypothesis) -> the attention weights of every
+    layer and head in one teacher-forced pass: encoder self (Le, H, S, S), decoder masked self (Ld, H, T, T),
+    cross (Ld, H, T, S). A graph of its own, so translations that do not ask for it never run it."""
+
+    def __init__(self, model: Transformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, source_ids: Tensor, target_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        encoder_self: list[Tensor] = []
+        decoder_self: list[Tensor] = []
+        hooks = [
+            layer.self_attn.register_forward_hook(_keep_weights(encoder_self)) for layer in self.model.encoder.layers
+        ]
+        hooks += [
+            layer.self_attn.register_forward_hook(_keep_weights(decoder_self)) for layer in self.model.decoder.layers
+        ]
+        try:
+            memory = self.model.encode(source_ids)
+            _, cross = self.model.decode(target_ids, memory, padding_mask(source_ids, self.model.cfg.pad_id))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return tuple(torch.stack(weights)[:, 0] for weights in (encoder_self, decoder_self, cross))  # type: ignore[return-value]
+
+
+def _keep_weights(into: list[Tensor]) -> Any:
+    """A forward hook appending an attention module's weights (its second output) to `into`."""
+
+    def hook(module: nn.Module, inputs: Any, output: tuple[Tensor, Tensor]) -> None:
+        into.append(output[1])
+
+    return hook
+
+
 def _flat(pairs: list[KeyValue]) -> tuple[Tensor, ...]:
     return tuple(t for pair in pairs for t in pair)
 
@@ -129,6 +166,22 @@ def export_graphs(model: Transformer, directory: Path, attention_layer: int) -> 
             [{0: batch, 2: source}] * len(memory),
             [{0: batch, 2: cache}] * len(past),
         ),
+    )
+
+
+@torch.no_grad()
+def export_explain_graph(model: Transformer, directory: Path) -> None:
+    """Write the fp32 attention-detail graph, with dynamic source and target lengths (one sentence at a time)."""
+    source, target = Dim("source_length"), Dim("target_length")
+    src = torch.randint(4, model.cfg.vocab_size, (1, 7))
+    tgt = torch.randint(4, model.cfg.vocab_size, (1, 5))
+    _export(
+        ExplainGraph(model),
+        (src, tgt),
+        directory / EXPLAIN_FILE,
+        ["source_ids", "target_ids"],
+        EXPLAIN_OUTPUTS,
+        ({1: source}, {1: target}),
     )
 
 
@@ -253,6 +306,7 @@ def build_manifest(
         training=training_record(state, model, checkpoint),
         scores=dict(state.get("metrics") or {}),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        explain=EXPLAIN_FILE,
     )
 
 
@@ -281,6 +335,7 @@ def export_model(
         (staging / TOKENIZER_FILE).write_bytes(state["tokenizer_model"])
         export_graphs(model, staging, layer)
         write_variants(staging, variants)
+        export_explain_graph(model, staging)
         manifest = build_manifest(state, model, Path(checkpoint), staging, name, version, languages, variants, layer)
         write_manifest(staging, manifest)
         _move_into_place(staging, output_dir)

@@ -1,4 +1,4 @@
-"""Bearer-token authentication of every call but health checks."""
+"""Bearer-token authentication of every call but health checks (gRPC here; HTTP uses `bearer_accepted`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import grpc
 
 from service.calls.request_id import begin
 from service.errors import Unauthenticated, error_status
-from service.metrics import Metrics
+from service.metrics import GRPC, Metrics
 
 EXEMPT_PREFIX = "/grpc.health.v1.Health/"
 
@@ -34,16 +34,20 @@ class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(EXEMPT_PREFIX) or self._authorized(handler_call_details):
             return handler
         method_name = method.rsplit("/", 1)[-1]
-        self._metrics.requests.labels(method_name, "", grpc.StatusCode.UNAUTHENTICATED.name).inc()
+        self._metrics.requests.labels(method_name, "", grpc.StatusCode.UNAUTHENTICATED.name, GRPC).inc()
         return _denied(handler)
 
     def _authorized(self, details: grpc.HandlerCallDetails) -> bool:
         metadata = details.invocation_metadata or ()
-        values = [v for k, v in metadata if k == "authorization"]
-        if len(values) != 1 or not isinstance(values[0], str) or not values[0].startswith("Bearer "):
-            return False
-        given = values[0].removeprefix("Bearer ").strip().encode()
-        return any(hmac.compare_digest(given, token) for token in self._tokens)
+        return bearer_accepted([v for k, v in metadata if k == "authorization"], self._tokens)
+
+
+def bearer_accepted(values: Sequence[object], tokens: Sequence[bytes]) -> bool:
+    """Whether `values`, a call's `authorization` values, are one `Bearer <token>` naming one of `tokens`."""
+    if len(values) != 1 or not isinstance(values[0], str) or not values[0].startswith("Bearer "):
+        return False
+    given = values[0].removeprefix("Bearer ").strip().encode()
+    return any(hmac.compare_digest(given, token) for token in tokens)
 
 
 async def _refuse(request: object, context: grpc.aio.ServicerContext[Any, Any]) -> None:

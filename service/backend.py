@@ -30,6 +30,11 @@ class TranslationBackend(Protocol):
     @property
     def provider(self) -> str: ...
     @property
+    def explains(self) -> bool:
+        """Whether the model can return every layer's and head's attention (DecodeOptions.attention_detail)."""
+        ...
+
+    @property
     def max_source_tokens(self) -> int:
         """The most source tokens (end-of-sentence included) the model takes in one text."""
         ...

@@ -45,11 +45,12 @@ class Settings(BaseSettings):
 
     models_root: Path = Field(Path("models"), description="folder whose subfolders with a manifest.json are served")
     default_model: str = Field("", description="model for requests that name none; empty: the first by name")
-    host: str = Field("0.0.0.0", description="address the gRPC and metrics servers bind")
+    host: str = Field("0.0.0.0", description="address the gRPC, HTTP and metrics servers bind")
     grpc_port: Port = 50051
     metrics_port: Port = 9400
     metrics_read_timeout_s: float = Field(5.0, gt=0, description="a /metrics connection idle this long is closed")
     metrics_max_connections: Positive = Field(16, description="/metrics connections open at once; more are closed")
+    http_port: Port | None = Field(8080, description="HTTP/JSON API and web page port; 0 picks a free one; empty: off")
     providers: StrList = Field(["CPUExecutionProvider"], description="onnxruntime execution providers, in order")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads, one pool for all models; 0 = automatic")
     max_batch_size: Positive = Field(32, description="sentences in one model call")
@@ -86,6 +87,12 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("http_port", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: Any) -> Any:
+        """`MT_HTTP_PORT=` (empty) turns the HTTP server off."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("providers")
     @classmethod

@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 
 from service.auth import Handler
 from service.calls.request_id import begin
-from service.metrics import Metrics
+from service.metrics import GRPC, Metrics
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Behavior = Callable[..., Any]  # a handler's function: async here, whatever the stubs say
@@ -68,7 +68,7 @@ class _Parsing:
 
     async def refuse(self, context: Context) -> None:
         name = self._method.rsplit("/", 1)[-1]
-        self._metrics.requests.labels(name, "", grpc.StatusCode.INVALID_ARGUMENT.name).inc()
+        self._metrics.requests.labels(name, "", grpc.StatusCode.INVALID_ARGUMENT.name, GRPC).inc()
         message = f"the request is not a valid protobuf message for {self._method}"
         begin(context)
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)

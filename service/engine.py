@@ -17,6 +17,9 @@ import numpy as np
 import onnxruntime as ort
 import sentencepiece as spm
 
+from service.attention.detail import INPUTS as EXPLAIN_INPUTS
+from service.attention.detail import OUTPUTS as EXPLAIN_OUTPUTS
+from service.attention.detail import AttentionDetail, Explainer
 from service.manifest import Manifest, ModelLoadError, read_manifest
 from service.search import SearchResult, beam_search, greedy_search
 from service.types import DecodeOptions, Hypothesis, StageTimings, Translation
@@ -92,12 +95,14 @@ class Engine:
         encoder: ort.InferenceSession,
         decoder: ort.InferenceSession,
         tokenizer: spm.SentencePieceProcessor,
+        explainer: Explainer | None = None,
     ):
         self._manifest = manifest
         self._variant = variant
         self._encoder = encoder
         self._decoder = decoder
         self._tokenizer = tokenizer
+        self._explainer = explainer
         self._check_graphs()
 
     @classmethod
@@ -119,7 +124,12 @@ class Engine:
         encoder = open_session(model_dir / files.encoder, usable, intra_op_threads)
         decoder = open_session(model_dir / files.decoder, usable, intra_op_threads)
         tokenizer = spm.SentencePieceProcessor(model_file=str(model_dir / manifest.tokenizer))
-        engine = cls(manifest, variant, encoder, decoder, tokenizer)
+        explainer = (
+            Explainer(open_session(model_dir / manifest.explain, usable, intra_op_threads))
+            if manifest.explain
+            else None
+        )
+        engine = cls(manifest, variant, encoder, decoder, tokenizer, explainer)
         if engine.provider != providers[0]:
             log.warning(
                 "asked for %s but this machine's onnxruntime offers %s: running %s on %s",
@@ -145,6 +155,11 @@ class Engine:
         return str(self._decoder.get_providers()[0])
 
     @property
+    def explains(self) -> bool:
+        """Whether the model directory has the attention-detail graph (DecodeOptions.attention_detail)."""
+        return self._explainer is not None
+
+    @property
     def max_source_tokens(self) -> int:
         """The most tokens the encoder takes, counted like `count_tokens` (eos included)."""
         return self._manifest.max_positions
@@ -164,6 +179,8 @@ class Engine:
         batch, so its scores, and now and then its tokens, depend on the other texts of the batch.
         """
         _check_options(options)
+        if options.attention_detail and self._explainer is None:
+            raise ValueError(f"{self._manifest.name} has no attention-detail graph: export it again to get one")
         started = time.perf_counter()
         sources = [self._source_ids(text) for text in texts]
         nonempty = [i for i, source in enumerate(sources) if source]
@@ -177,6 +194,8 @@ class Engine:
         decoded = time.perf_counter()
         results = dict(zip(nonempty, found, strict=True))
         translations = [self._translation(sources[i], results.get(i, []), options) for i in range(len(texts))]
+        if options.attention_detail:
+            translations = [replace(t, detail=self._detail(s, t)) for s, t in zip(sources, translations, strict=True)]
         timings = StageTimings(
             tokenize=tokenized - started + time.perf_counter() - decoded,
             encode=encoded - tokenized,
@@ -254,6 +273,13 @@ class Engine:
         ]
         return Translation(source_tokens, hypotheses)
 
+    def _detail(self, source: list[int], translation: Translation) -> AttentionDetail | None:
+        """Every layer's and head's attention of the best hypothesis; None for an empty source."""
+        if not source or self._explainer is None:
+            return None
+        target = [self._manifest.special_ids.bos, *translation.best.token_ids]
+        return self._explainer.explain(source, target, self._pieces(source), self._pieces(target))
+
     def _pieces(self, ids: list[int]) -> list[str]:
         return [str(self._tokenizer.id_to_piece(i)) for i in ids]
 
@@ -272,6 +298,10 @@ class Engine:
                 {o.name for o in self._decoder.get_outputs()},
             ),
         }
+        if self._explainer is not None:
+            session = self._explainer.session
+            wanted["attention-detail graph input"] = (set(EXPLAIN_INPUTS), _input_types(session))
+            wanted["attention-detail graph output"] = (set(EXPLAIN_OUTPUTS), {o.name for o in session.get_outputs()})
         for what, (names, present) in wanted.items():
             missing = sorted(set(names) - set(present))
             if missing:

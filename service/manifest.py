@@ -10,8 +10,10 @@ A model directory:
     decoder.int8.onnx
     encoder.fp16.onnx      fp16 (CUDA); caches in fp16, log-probabilities and attention stay fp32
     decoder.fp16.onnx
+    explain.onnx           fp32, optional: source ids (1, S) and decoder input ids (1, T) -> the attention of
+                           every layer and head (encoder self, decoder self, cross), for attention_detail
 
-Only the variants listed in the manifest are present.
+Only the variants listed in the manifest are present, and explain.onnx only where `explain` names it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_FILE = "manifest.json"
+EXPLAIN_FILE = "explain.onnx"  # the attention-detail graph, where a directory has one
 FORMAT_VERSION = 1
 
 
@@ -85,6 +88,7 @@ class Manifest:
     training: dict[str, Any] = field(default_factory=dict)
     scores: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
+    explain: str = ""  # the attention-detail graph's file; "" where the directory has none
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -160,6 +164,7 @@ def write_manifest(model_dir: Path, manifest: Manifest) -> None:
 def _check_listed(manifest: Manifest, path: Path) -> None:
     """The tokenizer and every variant's graphs must be among the hashed files."""
     needed = {manifest.tokenizer} | {f for v in manifest.variants.values() for f in (v.encoder, v.decoder)}
+    needed |= {manifest.explain} - {""}
     unlisted = sorted(needed - set(manifest.files))
     if unlisted:
         raise ModelLoadError(f"{path} names files without a sha256: {', '.join(unlisted)}")

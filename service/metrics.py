@@ -2,7 +2,8 @@
 
 The names and labels are a contract with the dashboards and alert rules; change them only together.
 Label `model` is the served model's name, or "" where a request names no served model or the method
-has none; `code` is the gRPC status name (OK, INVALID_ARGUMENT, ...).
+has none; `code` is the gRPC status name (OK, INVALID_ARGUMENT, ...), over HTTP too; `protocol` is the
+transport the request came by: "grpc" or "http".
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ UNRESOLVED_CODES = ("INVALID_ARGUMENT", "NOT_FOUND", "UNAUTHENTICATED", "DEADLIN
 LIST_MODELS_CODES = ("OK", "INVALID_ARGUMENT", "UNAUTHENTICATED", "DEADLINE_EXCEEDED", "CANCELLED")
 SENTENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+REQUEST_LABELS = ("method", "model", "code", "protocol")
+GRPC, HTTP = "grpc", "http"
 
 
 @dataclass
@@ -81,11 +84,11 @@ class Metrics:
         self.request_duration = Histogram(
             "mt_request_duration_seconds",
             "Time to answer one request",
-            ["method", "model", "code"],
+            REQUEST_LABELS,
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.requests = Counter("mt_requests_total", "Requests answered", ["method", "model", "code"], registry=r)
+        self.requests = Counter("mt_requests_total", "Requests answered", REQUEST_LABELS, registry=r)
         self.queue_wait = Histogram(
             "mt_queue_wait_seconds",
             "Time a sentence waited in the queue before its batch started",
@@ -153,9 +156,9 @@ class Metrics:
     def initialize(self, models: Iterable[str]) -> None:
         """Creates every labelled series that can occur, at 0: a fresh server shows zeros, not "no data"."""
         models = list(models)
-        for method, model, code in _request_labels(models):
-            self.requests.labels(method, model, code)
-            self.request_duration.labels(method, model, code)
+        for labels in _request_labels(models):
+            self.requests.labels(*labels)
+            self.request_duration.labels(*labels)
         for method in METHODS:
             self.inflight.labels(method)
         for model in models:
@@ -182,7 +185,9 @@ class Metrics:
             self.time_per_output_token.labels(model).observe(seconds / steps)
 
     @contextmanager
-    def track(self, method: str, model: str = "", deadline: float | None = None) -> Iterator[RequestOutcome]:
+    def track(
+        self, method: str, model: str = "", deadline: float | None = None, protocol: str = GRPC
+    ) -> Iterator[RequestOutcome]:
         """Counts one request in flight, then records its duration and outcome.
 
         A request cancelled at its `deadline` (a time.monotonic() instant: grpc cancels the handler when the
@@ -204,18 +209,20 @@ class Metrics:
             raise
         finally:
             inflight.dec()
-            labels = (method, outcome.model, outcome.code.name)
+            labels = (method, outcome.model, outcome.code.name, protocol)
             self.request_duration.labels(*labels).observe(time.perf_counter() - start)
             self.requests.labels(*labels).inc()
 
 
-def _request_labels(models: Sequence[str]) -> Iterator[tuple[str, str, str]]:
-    """(method, model, code) of every request outcome that can occur."""
-    for method in ("Translate", "TranslateStream"):
-        for model in models:
-            for code in MODEL_CODES:
-                yield method, model, code
-        for code in UNRESOLVED_CODES:
-            yield method, "", code
-    for code in LIST_MODELS_CODES:
-        yield "ListModels", "", code
+def _request_labels(models: Sequence[str]) -> Iterator[tuple[str, str, str, str]]:
+    """(method, model, code, protocol) of every request outcome that can occur (no TranslateStream over HTTP)."""
+    for method, protocols in (("Translate", (GRPC, HTTP)), ("TranslateStream", (GRPC,))):
+        for protocol in protocols:
+            for model in models:
+                for code in MODEL_CODES:
+                    yield method, model, code, protocol
+            for code in UNRESOLVED_CODES:
+                yield method, "", code, protocol
+    for protocol in (GRPC, HTTP):
+        for code in LIST_MODELS_CODES:
+            yield "ListModels", "", code, protocol

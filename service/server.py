@@ -1,4 +1,4 @@
-"""The gRPC server: wiring, start-up with health and warm-up, and graceful shutdown."""
+"""The server: gRPC and HTTP wiring, start-up with health and warm-up, and graceful shutdown."""
 
 from __future__ import annotations
 
@@ -24,7 +24,10 @@ from service.calls.accounting import CallAccounting
 from service.config import ConfigError, PortBusy, Settings
 from service.decoding import DecodingInterceptor
 from service.errors import ModelNotFound
+from service.http.app import build_app
 from service.http.metrics_server import MetricsHttpServer, start_metrics_server
+from service.http.routes import HttpApi, Readiness
+from service.http.server import HttpServer
 from service.metrics import Metrics
 from service.servicer import TranslatorServicer
 from service.telemetry.build import build_info
@@ -50,11 +53,17 @@ class TranslationServer:
     grpc_server: grpc.aio.Server
     health: health.aio.HealthServicer
     port: int
+    http: HttpServer | None = None
+    readiness: Readiness = field(default_factory=Readiness)
     _metrics_http: MetricsHttpServer | None = field(default=None, init=False)
 
     @property
     def metrics_port(self) -> int | None:
         return self._metrics_http.port if self._metrics_http else None
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http.port if self.http else None
 
     async def start(self) -> None:
         """Opens the ports; health says NOT_SERVING until `warm_up` has run."""
@@ -75,11 +84,14 @@ class TranslationServer:
             settings.metrics_max_connections,
         )
         await self.grpc_server.start()
+        if self.http is not None:
+            await self.http.start()
         log.info(
-            "serving %s on %s:%d (metrics on port %d, tls=%s, auth=%s)",
+            "serving %s on %s:%d (HTTP on port %s, metrics on port %d, tls=%s, auth=%s)",
             ", ".join(self.models),
             self.settings.host,
             self.port,
+            self.http_port,
             self.metrics_port,
             self.settings.tls,
             bool(self.settings.auth_tokens),
@@ -94,6 +106,7 @@ class TranslationServer:
             log.info("warmed up %s in %.3f s", name, time.perf_counter() - start)
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self.readiness.serving = True
 
     async def stop(self) -> None:
         """Graceful shutdown: NOT_SERVING, refuse new work, finish accepted work within the grace period,
@@ -101,10 +114,14 @@ class TranslationServer:
         grace = self.settings.grace_period_s
         log.info("shutting down; finishing accepted work within %.1f s", grace)
         start = time.monotonic()
+        self.readiness.serving = False
         await self.health.enter_graceful_shutdown()
         await self.batcher.close(timeout=grace)
         await self._until_quiet(start + grace)
-        await self.grpc_server.stop(max(grace - (time.monotonic() - start), FLUSH_S))
+        closing = [self.grpc_server.stop(max(grace - (time.monotonic() - start), FLUSH_S))]
+        if self.http is not None:
+            closing.append(self.http.stop())
+        await asyncio.gather(*closing)
         if self._metrics_http is not None:
             self._metrics_http.close()
         log.info("stopped")
@@ -143,9 +160,8 @@ def build_server(
             ("grpc.so_reuseport", 0),  # a second server on the port fails to start instead of sharing it
         ],
     )
-    pb_grpc.add_TranslatorServicer_to_server(
-        TranslatorServicer(TranslationService(models, batcher, settings), metrics, settings), grpc_server
-    )
+    service = TranslationService(models, batcher, settings)
+    pb_grpc.add_TranslatorServicer_to_server(TranslatorServicer(service, metrics, settings), grpc_server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     reflection.enable_server_reflection(
@@ -153,7 +169,11 @@ def build_server(
         grpc_server,
     )
     port = _bind(grpc_server, settings)
-    return TranslationServer(settings, models, metrics, batcher, grpc_server, health_servicer, port)
+    readiness = Readiness()
+    http = None
+    if settings.http_port is not None:
+        http = HttpServer(build_app(HttpApi(service, metrics, settings, readiness)), settings)
+    return TranslationServer(settings, models, metrics, batcher, grpc_server, health_servicer, port, http, readiness)
 
 
 def _bind(grpc_server: grpc.aio.Server, settings: Settings) -> int:

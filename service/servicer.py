@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
@@ -14,12 +13,12 @@ from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.calls.request_id import begin
 from service.config import Settings
-from service.errors import ErrorStatus, error_status
+from service.errors import ErrorStatus
 from service.logs import request_context
-from service.metrics import Metrics
+from service.metrics import GRPC, Metrics
+from service.tracking import Call, translate_tracked
 from service.translation import TranslationService
 
-log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -98,27 +97,14 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
         context: Context,
     ) -> pb.ListModelsResponse:
         request_id = begin(context)
-        with request_context(request_id), self._metrics.track("ListModels"):
+        with request_context(request_id), self._metrics.track("ListModels", protocol=GRPC):
             return self._service.list_models()
 
     async def _run(
         self, method: str, request: pb.TranslateRequest, request_id: str, deadline: float | None
     ) -> pb.TranslateResponse | ErrorStatus:
         """Translates one request, recording its metrics; an error comes back as its status."""
-        model = self._service.models.label(request.model)
-        result: pb.TranslateResponse | ErrorStatus
-        with request_context(request_id), self._metrics.track(method, model, deadline) as outcome:
-            try:
-                result = await self._service.translate(request, request_id, deadline)
-            except Exception as exc:
-                result = error_status(exc, request_id)
-                outcome.code = result.code
-            log.info("%s model=%s texts=%d: %s", method, model, len(request.texts), _describe(result))
-        return result
-
-
-def _describe(result: pb.TranslateResponse | ErrorStatus) -> str:
-    return f"{result.code.name} {result.message}" if isinstance(result, ErrorStatus) else "OK"
+        return await translate_tracked(self._service, self._metrics, Call(method, GRPC, request_id, deadline), request)
 
 
 def _deadline(context: Context) -> float | None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.attention.detail import AttentionDetail
+
 
 @dataclass(frozen=True)
 class DecodeOptions:
@@ -16,6 +18,7 @@ class DecodeOptions:
     length_penalty: float = 1.0
     max_length: int | None = None  # cap on target tokens; None -> the engine's a * source_length + b
     return_attention: bool = False
+    attention_detail: bool = False  # every layer's and head's attention of the best hypothesis
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Translation:
     source_tokens: list[str]
     hypotheses: list[Hypothesis]
     timings: StageTimings = field(default_factory=StageTimings)
+    detail: AttentionDetail | None = None  # of the best hypothesis, with DecodeOptions.attention_detail
 
     @property
     def best(self) -> Hypothesis:

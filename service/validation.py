@@ -10,6 +10,7 @@ from service.api.translation.v1 import translation_pb2 as pb
 from service.backend import ModelSet
 from service.config import Settings
 from service.errors import InvalidRequest
+from service.manifest import EXPLAIN_FILE
 from service.text.markup import Document, MarkupTooDeep, parse
 from service.types import DecodeOptions
 
@@ -58,6 +59,11 @@ def validate(request: pb.TranslateRequest, models: ModelSet, settings: Settings)
     options = decode_options(request, settings)
     html = is_html(request)
     backend = models[model]
+    if request.attention_detail and not backend.explains:
+        raise InvalidRequest(
+            f"attention_detail: model {model} has no attention-detail graph ({EXPLAIN_FILE} in its directory);"
+            " export the model again with python -m model.export to get one, or leave attention_detail false"
+        )
     max_tokens = min(settings.max_text_tokens, backend.max_source_tokens)
     whose = f" by model {model}" if max_tokens < settings.max_text_tokens else ""
     tokens, markup = [], []
@@ -139,4 +145,5 @@ def decode_options(request: pb.TranslateRequest, settings: Settings) -> DecodeOp
         length_penalty=penalty,
         max_length=request.max_length or None,
         return_attention=request.return_attention,
+        attention_detail=request.attention_detail,
     )

@@ -16,8 +16,8 @@ def _m(type_: str, *labels: str) -> Metric:
 
 
 SERVICE_METRICS: dict[str, Metric] = {
-    "mt_request_duration_seconds": _m("histogram", "method", "model", "code"),
-    "mt_requests_total": _m("counter", "method", "model", "code"),
+    "mt_request_duration_seconds": _m("histogram", "method", "model", "code", "protocol"),
+    "mt_requests_total": _m("counter", "method", "model", "code", "protocol"),
     "mt_queue_wait_seconds": _m("histogram", "model"),
     "mt_batch_inference_seconds": _m("histogram", "model"),
     "mt_batch_size_sentences": _m("histogram", "model"),
@@ -44,7 +44,7 @@ RUNTIME_METRICS: dict[str, Metric] = {
     "python_info": _m("gauge", "implementation", "major", "minor", "patchlevel", "version"),
 }
 
-# gRPC methods that appear in the "method" label.
+# Methods that appear in the "method" label (the gRPC names, over HTTP too).
 METHODS = frozenset({"Translate", "TranslateStream", "ListModels"})
 
 # Series Prometheus makes itself, which rules and panels may use too.

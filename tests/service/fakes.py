@@ -41,6 +41,7 @@ class ReversingBackend:
     gate: threading.Event = field(default_factory=_open_gate)
     provider: str = "CPUExecutionProvider"
     max_source_tokens: int = 1024
+    explains: bool = False  # no attention-detail graph
     batches: list[list[str]] = field(default_factory=list)
 
     @property

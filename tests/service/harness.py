@@ -22,7 +22,7 @@ class ServerThread:
     """A server on 127.0.0.1 with free ports; `call` runs a coroutine on its loop."""
 
     def __init__(self, backends: Mapping[str, TranslationBackend], warm: bool = True, **settings: Any):
-        self.settings = Settings(**{"host": "127.0.0.1", "grpc_port": 0, "metrics_port": 0, **settings})
+        self.settings = Settings(**{"host": "127.0.0.1", "grpc_port": 0, "metrics_port": 0, "http_port": 0, **settings})
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -39,6 +39,11 @@ class ServerThread:
     def address(self) -> str:
         return f"127.0.0.1:{self.server.port}"
 
+    @property
+    def http_url(self) -> str:
+        scheme = "https" if self.settings.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.server.http_port}"
+
     def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 20) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
@@ -49,7 +54,10 @@ class ServerThread:
         return grpc.insecure_channel(self.address)
 
     def sample(self, name: str, labels: dict[str, str]) -> float:
-        return self.server.metrics.registry.get_sample_value(name, labels) or 0.0
+        """The sum of the samples `name` whose labels include `labels`."""
+        families = self.server.metrics.registry.collect()
+        samples = [s for family in families for s in family.samples if s.name == name]
+        return sum(s.value for s in samples if labels.items() <= s.labels.items())
 
     def depth(self, model: str = "en-fr") -> int:
         return self.server.batcher.depth(model)

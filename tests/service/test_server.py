@@ -156,7 +156,7 @@ def test_metrics_endpoint(start_server: Start) -> None:
         'mt_model_info{model="en-fr",provider="CPUExecutionProvider",requested_provider="CPUExecutionProvider",'
         'source_language="en",target_language="fr",version="1"} 1.0' in text
     )
-    assert 'mt_requests_total{code="OK",method="Translate",model="en-fr"} 1.0' in text
+    assert 'mt_requests_total{code="OK",method="Translate",model="en-fr",protocol="grpc"} 1.0' in text
     for name in (
         "mt_request_duration_seconds_bucket",
         "mt_queue_wait_seconds_bucket",

@@ -25,8 +25,8 @@ START_TIMEOUT_S = 90.0  # imports and model loading, on two cores shared with ot
 class ServiceProcess:
     """`python -m service` serving `models_root` on 127.0.0.1; its output goes to `log_file`.
 
-    The gRPC port is `grpc_port` if given (a restart on the same port), else a free one; the metrics port is a
-    free one. `credentials` are a client's for a service with TLS. `settings` become `MT_*` variables
+    The gRPC port is `grpc_port` if given (a restart on the same port), else a free one; the metrics and HTTP
+    ports are free ones. `credentials` are a client's for a service with TLS. `settings` become `MT_*` variables
     (grace_period_s=5 -> MT_GRACE_PERIOD_S=5); MT_* variables of the test's own environment are not passed on.
     Killed at the end of a `with` block if still running.
     """
@@ -40,7 +40,7 @@ class ServiceProcess:
         credentials: grpc.ChannelCredentials | None = None,
         **settings: Any,
     ) -> None:
-        picked_grpc_port, self.metrics_port = free_ports(2)
+        picked_grpc_port, self.metrics_port, self.http_port = free_ports(3)
         self.grpc_port = grpc_port or picked_grpc_port
         self.credentials = credentials
         self.log_file = log_file
@@ -49,6 +49,7 @@ class ServiceProcess:
             "host": "127.0.0.1",
             "grpc_port": self.grpc_port,
             "metrics_port": self.metrics_port,
+            "http_port": self.http_port,
             "intra_op_threads": 1,
             **settings,
         }
@@ -58,6 +59,10 @@ class ServiceProcess:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
     def output(self) -> str:
         """What the process has written so far."""

@@ -15,7 +15,7 @@ TEXT_FORMAT_PLAIN: TextFormat
 TEXT_FORMAT_HTML: TextFormat
 
 class TranslateRequest(_message.Message):
-    __slots__ = ("texts", "model", "beam_size", "n_best", "max_length", "length_penalty", "return_attention", "return_scores", "id", "format")
+    __slots__ = ("texts", "model", "beam_size", "n_best", "max_length", "length_penalty", "return_attention", "return_scores", "id", "format", "attention_detail")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BEAM_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,7 @@ class TranslateRequest(_message.Message):
     RETURN_SCORES_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    ATTENTION_DETAIL_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     model: str
     beam_size: int
@@ -36,7 +37,8 @@ class TranslateRequest(_message.Message):
     return_scores: bool
     id: str
     format: TextFormat
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., beam_size: _Optional[int] = ..., n_best: _Optional[int] = ..., max_length: _Optional[int] = ..., length_penalty: _Optional[float] = ..., return_attention: _Optional[bool] = ..., return_scores: _Optional[bool] = ..., id: _Optional[str] = ..., format: _Optional[_Union[TextFormat, str]] = ...) -> None: ...
+    attention_detail: bool
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., beam_size: _Optional[int] = ..., n_best: _Optional[int] = ..., max_length: _Optional[int] = ..., length_penalty: _Optional[float] = ..., return_attention: _Optional[bool] = ..., return_scores: _Optional[bool] = ..., id: _Optional[str] = ..., format: _Optional[_Union[TextFormat, str]] = ..., attention_detail: _Optional[bool] = ...) -> None: ...
 
 class TranslateResponse(_message.Message):
     __slots__ = ("translations", "model", "request_id", "id", "status")
@@ -61,12 +63,42 @@ class Status(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Translation(_message.Message):
-    __slots__ = ("hypotheses", "source_tokens")
+    __slots__ = ("hypotheses", "source_tokens", "attention_detail")
     HYPOTHESES_FIELD_NUMBER: _ClassVar[int]
     SOURCE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ATTENTION_DETAIL_FIELD_NUMBER: _ClassVar[int]
     hypotheses: _containers.RepeatedCompositeFieldContainer[Hypothesis]
     source_tokens: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, hypotheses: _Optional[_Iterable[_Union[Hypothesis, _Mapping]]] = ..., source_tokens: _Optional[_Iterable[str]] = ...) -> None: ...
+    attention_detail: AttentionDetail
+    def __init__(self, hypotheses: _Optional[_Iterable[_Union[Hypothesis, _Mapping]]] = ..., source_tokens: _Optional[_Iterable[str]] = ..., attention_detail: _Optional[_Union[AttentionDetail, _Mapping]] = ...) -> None: ...
+
+class AttentionDetail(_message.Message):
+    __slots__ = ("source_tokens", "target_tokens", "encoder_self_attention", "decoder_self_attention", "cross_attention")
+    SOURCE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_SELF_ATTENTION_FIELD_NUMBER: _ClassVar[int]
+    DECODER_SELF_ATTENTION_FIELD_NUMBER: _ClassVar[int]
+    CROSS_ATTENTION_FIELD_NUMBER: _ClassVar[int]
+    source_tokens: _containers.RepeatedScalarFieldContainer[str]
+    target_tokens: _containers.RepeatedScalarFieldContainer[str]
+    encoder_self_attention: _containers.RepeatedCompositeFieldContainer[AttentionMap]
+    decoder_self_attention: _containers.RepeatedCompositeFieldContainer[AttentionMap]
+    cross_attention: _containers.RepeatedCompositeFieldContainer[AttentionMap]
+    def __init__(self, source_tokens: _Optional[_Iterable[str]] = ..., target_tokens: _Optional[_Iterable[str]] = ..., encoder_self_attention: _Optional[_Iterable[_Union[AttentionMap, _Mapping]]] = ..., decoder_self_attention: _Optional[_Iterable[_Union[AttentionMap, _Mapping]]] = ..., cross_attention: _Optional[_Iterable[_Union[AttentionMap, _Mapping]]] = ...) -> None: ...
+
+class AttentionMap(_message.Message):
+    __slots__ = ("layer", "head", "rows", "cols", "weights")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    layer: int
+    head: int
+    rows: int
+    cols: int
+    weights: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, layer: _Optional[int] = ..., head: _Optional[int] = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ..., weights: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Hypothesis(_message.Message):
     __slots__ = ("text", "tokens", "score", "attention")
