@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from service.calls.accounting import handler_started
 from service.calls.request_id import begin
 from service.errors import Unauthenticated, error_status
 from service.metrics import GRPC, Metrics
@@ -35,6 +36,7 @@ class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method_name = method.rsplit("/", 1)[-1]
         self._metrics.requests.labels(method_name, "", grpc.StatusCode.UNAUTHENTICATED.name, GRPC).inc()
+        handler_started()  # counted here, even if the call ends before its refusal is sent
         return _denied(handler)
 
     def _authorized(self, details: grpc.HandlerCallDetails) -> bool:

@@ -15,7 +15,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from service.metrics import Metrics
+from service.metrics import GRPC, Metrics
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic only in the type stubs
 COUNTED_PREFIX = "/translation.v1.Translator/"
@@ -51,4 +51,4 @@ class CallAccounting(grpc.aio.ServerInterceptor):
 
     def _count_unstarted(self, method: str, started: bool) -> None:
         if not started:
-            self._metrics.requests.labels(method, "", grpc.StatusCode.DEADLINE_EXCEEDED.name).inc()
+            self._metrics.requests.labels(method, "", grpc.StatusCode.DEADLINE_EXCEEDED.name, GRPC).inc()

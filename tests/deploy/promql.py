@@ -24,6 +24,7 @@ GRAFANA_VARIABLES: Mapping[str, str] = {
     "__interval": "15s",
     "__range": "1h",
     "model": ".*",
+    "instance": ".*",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,13 @@ SHOWN_METRICS = {
     "mt_inflight_requests",
     "mt_queue_depth",
     "mt_model_info",
+    "mt_batch_size_tokens_bucket",
+    "mt_time_per_output_token_seconds_bucket",
+    "mt_truncated_outputs_total",
+    "process_resident_memory_bytes",
+    "process_cpu_seconds_total",
 }
+DATASOURCE = "${datasource}"  # the dashboard's datasource variable
 
 
 def datasource() -> dict[str, Any]:
@@ -53,7 +60,7 @@ def test_there_is_a_dashboard() -> None:
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_panels_have_title_unit_and_datasource(path: Path) -> None:
-    uid = datasource()["uid"]
+    uid = DATASOURCE
     dashboard = load(path)
     panels = [p for p in iter_panels(dashboard) if p.get("type") != "row"]
     assert panels
@@ -94,3 +101,43 @@ def test_latency_quantiles_are_per_model() -> None:
             f"histogram_quantile({phi}, sum by (le, model) (rate(mt_request_duration_seconds_bucket" in expr
             for expr in exprs
         ), f"no p{phi} latency by model"
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_datasource_and_instance_are_variables(path: Path) -> None:
+    """A datasource variable of type prometheus, defaulting to the provisioned one, and an instance variable that
+    every query of the service's series filters on."""
+    variables = {v["name"]: v for v in load(path)["templating"]["list"]}
+    source = variables["datasource"]
+    assert source["type"] == "datasource" and source["query"] == "prometheus"
+    assert source["current"]["value"] == datasource()["uid"]
+    assert "label_values(mt_build_info, instance)" in variables["instance"]["definition"]
+    assert 'instance=~"$instance"' in variables["model"]["definition"]
+    for e in dashboard_promql(path, variables=None):
+        selected = re.findall(r"\b((?:mt|process)_[a-z_]+)(\{[^}]*\})?", e.expr)
+        for name, labels in selected:
+            if name != "mt_build_info":  # joined on (job, instance) only
+                assert 'instance=~"$instance"' in labels, f"{e.source}: {name} is not filtered by instance"
+
+
+def test_quantiles_have_no_nan_series() -> None:
+    """Requests with no model (unknown model, refused calls) and windows without traffic make no NaN lines."""
+    for path in DASHBOARDS:
+        for e in dashboard_promql(path):
+            if "histogram_quantile" in e.expr:
+                assert 'model!=""' in e.expr and e.expr.endswith(">= 0"), e.source
+
+
+def test_batch_sizes_stream_latency_memory_and_cpu_have_their_panels() -> None:
+    panels = [p for path in DASHBOARDS for p in iter_panels(load(path))]
+
+    def shown_in(name: str) -> list[dict[str, Any]]:
+        return [p for p in panels if any(name in t["expr"] for t in p.get("targets", []))]
+
+    [sentences] = [p for p in shown_in("mt_batch_size_sentences_bucket") if p["type"] == "timeseries"]
+    [tokens] = shown_in("mt_batch_size_tokens_bucket")
+    assert sentences is not tokens
+    assert shown_in('method="TranslateStream"')
+    [memory] = shown_in("process_resident_memory_bytes")
+    assert memory["fieldConfig"]["defaults"]["unit"] == "bytes"
+    assert shown_in("rate(process_cpu_seconds_total")

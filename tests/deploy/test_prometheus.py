@@ -29,6 +29,8 @@ REQUIRED_ALERTS = {
     "TranslatorHighErrorRatio",
     "TranslatorQueueNearlyFull",
     "TranslatorInstanceDown",
+    "TranslatorAbsent",
+    "TranslatorRunsOnCPUInsteadOfCUDA",
 }
 
 
@@ -116,10 +118,14 @@ def test_alert_expressions() -> None:
     codes = set(excluded.group(1).split("|"))
     assert {"OK", "INVALID_ARGUMENT"} <= codes, "a malformed request is not a server error"
     assert not codes & {"INTERNAL", "UNAVAILABLE", "UNKNOWN", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"}
+    assert re.search(r"and\s+sum by \(model\) \(rate\(mt_requests_total\[5m\]\)\) >= 0\.1", errors), "a traffic guard"
 
     queue = rules["TranslatorQueueNearlyFull"]["expr"]
     assert re.search(r"mt_queue_depth\s*/\s*mt_queue_capacity\s*>\s*0\.8", queue)
     assert re.search(r"up\{[^}]*\}\s*==\s*0", rules["TranslatorInstanceDown"]["expr"])
+    assert rules["TranslatorAbsent"]["expr"].strip() == "absent(mt_build_info)"
+    fallback = rules["TranslatorRunsOnCPUInsteadOfCUDA"]["expr"]
+    assert 'requested_provider="CUDAExecutionProvider"' in fallback and 'provider!="CUDAExecutionProvider"' in fallback
 
 
 def test_kubernetes_config_scrapes_annotated_pods() -> None:
