@@ -87,6 +87,31 @@ class Metrics:
             ["model", "version", "provider", "source_language", "target_language"],
             registry=r,
         )
+        self._add_scheduler_metrics(r)
+
+    def _add_scheduler_metrics(self, r: CollectorRegistry) -> None:
+        """Metrics of the continuous (step-level) scheduler, service/scheduling. Joins and leaves per step:
+        their rates divided by the rate of mt_decoder_steps_total. Queue time before joining:
+        mt_queue_wait_seconds."""
+        self.rows_in_flight = Gauge(
+            "mt_rows_in_flight", "Decoder rows (sentences x beams) being decoded", ["model"], registry=r
+        )
+        self.decoder_steps = Counter("mt_decoder_steps_total", "Decoder calls of the scheduler", ["model"], registry=r)
+        self.sentence_joins = Counter(
+            "mt_sentence_joins_total", "Sentences that joined the decode", ["model"], registry=r
+        )
+        self.sentence_leaves = Counter(
+            "mt_sentence_leaves_total",
+            "Sentences that left the decode, by reason (finished, cancelled, expired, failed, stopped)",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.budget_refusals = Counter(
+            "mt_budget_refusals_total",
+            "Requests refused before any work, by the limit they exceeded",
+            ["model", "limit"],
+            registry=r,
+        )
 
     @contextmanager
     def track(self, method: str, model: str = "") -> Iterator[RequestOutcome]:

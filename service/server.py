@@ -19,11 +19,11 @@ from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.auth import BearerAuthInterceptor
 from service.backend import ModelSet, TranslationBackend
-from service.batcher import Batcher, BatchLimits
 from service.config import ConfigError, Settings
 from service.decoding import DecodingInterceptor
 from service.errors import ModelNotFound
 from service.metrics import Metrics, MetricsHttpServer, start_metrics_server
+from service.scheduling import SentenceScheduler, make_scheduler
 from service.servicer import TranslatorServicer
 from service.translation import TranslationService
 from service.types import DecodeOptions
@@ -43,7 +43,7 @@ class TranslationServer:
     settings: Settings
     models: ModelSet
     metrics: Metrics
-    batcher: Batcher
+    batcher: SentenceScheduler
     grpc_server: grpc.aio.Server
     health: health.aio.HealthServicer
     port: int
@@ -117,7 +117,7 @@ def build_server(
     except ModelNotFound as exc:
         raise ConfigError(f"default_model: {exc}") from None
     metrics = Metrics(registry)
-    batcher = Batcher(models, BatchLimits.from_settings(settings), metrics)
+    batcher = make_scheduler(settings, models, metrics)
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if settings.auth_tokens:
         tokens = [t.get_secret_value() for t in settings.auth_tokens]
