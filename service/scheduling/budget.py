@@ -13,6 +13,7 @@ from service.types import DecodeOptions
 TOKEN_BYTES = 16  # a target token in a response: its share of the text, its id and its subword string
 HYPOTHESIS_BYTES = 32  # a hypothesis' fixed fields and framing
 ATTENTION_BYTES = 4  # one float of an attention matrix
+WORK_LIMIT, RESPONSE_LIMIT = "max_request_work", "max_message_bytes"  # the settings a refusal names
 
 
 class BudgetExceeded(ServiceError):
@@ -52,12 +53,12 @@ def check_budget(
         raise BudgetExceeded(
             f"the request needs {work} token-steps (source tokens x beams x maximum length, over its texts);"
             f" max_request_work allows {max_work}: send fewer or shorter texts, a smaller beam_size or max_length",
-            "max_request_work",
+            WORK_LIMIT,
         )
     size = response_estimate(source_tokens, options, max_lengths)
     if size > max_response_bytes:
         raise BudgetExceeded(
             f"the response would be about {size} bytes; max_message_bytes allows {max_response_bytes}:"
             " ask for fewer texts, fewer hypotheses or no attention",
-            "max_message_bytes",
+            RESPONSE_LIMIT,
         )

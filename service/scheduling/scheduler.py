@@ -6,10 +6,13 @@ A worker repeatedly takes one task under the model's lock and runs it outside th
 
 * **Join**: waiting sentences form a new cohort (encoded, their cache rows created). A cohort is bounded by
   `max_batch_size` sentences and `max_batch_tokens` padded source tokens, and the model by `max_rows` rows
-  in flight (sentences x beams). Sentences join oldest first; one whose request already holds
-  `max_request_share` of the rows waits, so no request holds more than that share. A join happens at once
-  on an idle model, and under load once the joining sentences fill a cohort or the oldest has waited
-  `max_queue_delay` (so they come in together, and the decoder calls stay large).
+  in flight (sentences x beams) and by two cohorts per worker (more, smaller cohorts would cost more
+  decoder calls for the same rows). Sentences join oldest first; one whose request already holds
+  `max_request_share` of the rows waits, so no request holds more than that share, and the last cohort
+  slot is kept for requests that hold no rows yet (a lone sentence never waits for a heavy request's
+  cohorts to end). A join happens at once on an idle model, and under load once the joining sentences
+  fill a cohort or the oldest has waited `max_queue_delay`; while all cohort slots are taken, waiting
+  sentences gather and join together when one ends.
 * **Step**: one decoder call of the cohort that waited longest for its turn (round robin). Before the
   call, the rows of cancelled and expired requests leave; after it, finished sentences leave and their
   results go to their requests at once.
@@ -36,7 +39,7 @@ from service.batcher import BatchKey, Item
 from service.config import Settings
 from service.errors import DeadlineExceeded, Draining, ModelNotFound, QueueFull
 from service.metrics import Metrics
-from service.scheduling.budget import BudgetExceeded, check_budget
+from service.scheduling.budget import RESPONSE_LIMIT, WORK_LIMIT, BudgetExceeded, check_budget
 from service.scheduling.cohort import Cohort, Sentence, StepBackend
 from service.types import Translation
 
@@ -72,6 +75,11 @@ class SchedulerLimits:
             max_response_bytes=settings.max_message_bytes,
             workers=settings.worker_threads,
         )
+
+    @property
+    def max_cohorts(self) -> int:
+        """Cohorts decoding at a time: two per worker (one being stepped, one ready), at least two."""
+        return max(2, 2 * self.workers)
 
     @property
     def request_rows(self) -> int:
@@ -139,11 +147,14 @@ class ModelScheduler:
         self.metrics = metrics
         self.waiting: deque[Sentence] = deque()  # oldest first
         self.rows = 0  # rows of all cohorts, stepping or not
+        self.cohorts = 0  # cohorts joining or decoding
         self._ready: deque[Cohort] = deque()  # cohorts waiting for their next step
         self._busy = 0  # tasks being run by workers
         self._stopped = False
         self._lock = threading.Condition()
         metrics.queue_capacity.labels(name).set(limits.max_queue_size)
+        for limit in (WORK_LIMIT, RESPONSE_LIMIT):  # exported from the start, at 0
+            metrics.budget_refusals.labels(name, limit)
         self._threads = [
             threading.Thread(target=self._work, name=f"mt-{name}-{i}", daemon=True) for i in range(limits.workers)
         ]
@@ -223,13 +234,16 @@ class ModelScheduler:
     def _joining(self) -> list[Sentence]:
         """The sentences that join now (see the module docstring), taken off the queue; under the lock."""
         limits, room = self.limits, self.limits.max_rows - self.rows
+        if self.cohorts >= limits.max_cohorts:
+            return []
+        newcomers_only = self.cohorts == limits.max_cohorts - 1  # the last cohort is for requests not decoding
         chosen: list[Sentence] = []
         longest, full = 0, False
         held: dict[object, int] = {}  # rows each request would hold
         for sentence in self.waiting:
             owner = _ticket(sentence)
             rows = held.get(owner, owner.rows)
-            if rows and rows + sentence.rows > limits.request_rows:
+            if (rows and rows + sentence.rows > limits.request_rows) or (newcomers_only and owner.rows):
                 continue  # its request holds its share: the sentence waits for the request's rows to leave
             tokens = max(longest, len(sentence.source)) * (len(chosen) + 1)
             if sentence.rows > room or len(chosen) == limits.max_batch_size or tokens > limits.max_batch_tokens:
@@ -249,6 +263,7 @@ class ModelScheduler:
         for sentence in chosen:
             _ticket(sentence).rows += sentence.rows
             self.rows += sentence.rows
+        self.cohorts += 1
         self._observe()
         return chosen
 
@@ -265,10 +280,12 @@ class ModelScheduler:
         except Exception as exc:
             log.warning("%d sentences of model %s failed to join: %r", len(sentences), self.name, exc)
             with self._lock:
+                self.cohorts -= 1
                 self._leave(sentences, "failed", exc)
             return
         with self._lock:
             if self._stopped:
+                self.cohorts -= 1
                 self._leave(sentences, "stopped", Draining(STOPPED))
             else:
                 self._ready.appendleft(cohort)
@@ -282,6 +299,7 @@ class ModelScheduler:
         except Exception as exc:
             log.warning("a decoder step of model %s failed: %r", self.name, exc)
             with self._lock:
+                self.cohorts -= 1
                 self._leave(members, "failed", exc)
             return
         self.metrics.decoder_steps.labels(self.name).inc()
@@ -296,8 +314,10 @@ class ModelScheduler:
             self._leave([s for s, _ in finished], "finished", None)
             if self._stopped:
                 self._leave(cohort.sentences(), "stopped", Draining(STOPPED))
-            elif cohort.rows:
+            if cohort.rows and not self._stopped:
                 self._ready.append(cohort)
+            else:
+                self.cohorts -= 1
 
     def _leave(self, sentences: Sequence[Sentence], reason: str, error: BaseException | None) -> None:
         """Sentences leave their cohort (their rows are free); `error` fails their requests; under the lock."""
@@ -328,6 +348,7 @@ class ModelScheduler:
             _ticket(sentence).fail(error)
         self.waiting.clear()
         while self._ready:
+            self.cohorts -= 1
             self._leave(self._ready.popleft().sentences(), "stopped", error)
         self._observe()
 

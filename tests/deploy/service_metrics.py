@@ -29,6 +29,11 @@ SERVICE_METRICS: dict[str, Metric] = {
     "mt_queue_depth": _m("gauge", "model"),
     "mt_queue_capacity": _m("gauge", "model"),
     "mt_model_info": _m("gauge", "model", "version", "provider", "source_language", "target_language"),
+    "mt_rows_in_flight": _m("gauge", "model"),
+    "mt_decoder_steps_total": _m("counter", "model"),
+    "mt_sentence_joins_total": _m("counter", "model"),
+    "mt_sentence_leaves_total": _m("counter", "model", "reason"),
+    "mt_budget_refusals_total": _m("counter", "model", "limit"),
 }
 
 # gRPC methods that appear in the "method" label.
