@@ -8,7 +8,9 @@ For each scheduler (MT_SCHEDULER=batch, then continuous) a fresh service runs th
   after cancelling the heavy request;
 * mixed: 64 clients sending single sentences and 4 clients sending 8 long texts with beam 4, for --duration s:
   p50/p99 latency of the single sentences and sentences/s;
-* saturation: 64 clients sending single sentences for --duration s: sentences/s.
+* saturation: 64 clients sending single sentences for --duration s: sentences/s;
+* SIGTERM (grace period 2 s) while 4 heavy requests run: seconds until the process exits, requests answered
+  and refused UNAVAILABLE.
 Prints a markdown table and the machine; the heavy requests use the longest sentences of the test set.
 """
 
@@ -36,6 +38,7 @@ HEAVY_TEXTS, HEAVY_BEAM = 64, 8
 MIXED_SINGLE_CLIENTS, MIXED_HEAVY_CLIENTS, MIXED_HEAVY_TEXTS, MIXED_HEAVY_BEAM = 64, 4, 8, 4
 SATURATION_CLIENTS = 64
 HEAVY_HEAD_START_S = 1.0  # the heavy request runs this long before the lone one is sent
+SIGTERM_HEAVY_REQUESTS, GRACE_PERIOD_S = 4, 2.0
 
 
 @dataclass(frozen=True)
@@ -66,12 +69,31 @@ async def lone(calls: Calls, texts: Texts) -> dict[str, float]:
 
 
 async def beside_heavy(calls: Calls, texts: Texts) -> dict[str, float]:
+    """A lone sentence while a heavy request runs; then, with a new heavy request, right after cancelling it."""
     heavy = calls.call(texts.long[:HEAVY_TEXTS], HEAVY_BEAM)
     await asyncio.sleep(HEAVY_HEAD_START_S)
     beside = await calls.timed(texts.singles[:1])
     heavy.cancel()
+    heavy = calls.call(texts.long[:HEAVY_TEXTS], HEAVY_BEAM)
+    await asyncio.sleep(HEAVY_HEAD_START_S)
+    heavy.cancel()
     after_cancel = await calls.timed(texts.singles[1:2])
     return {"beside_heavy_s": beside, "after_cancel_s": after_cancel}
+
+
+async def sigterm(server: ServerProcess, texts: Texts) -> dict[str, float]:
+    """SIGTERM while heavy requests run: seconds until the process exits, and how the requests ended."""
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        calls = Calls(channel, server.settings["MT_DEFAULT_MODEL"])
+        heavy = [calls.call(texts.long[:HEAVY_TEXTS], HEAVY_BEAM) for _ in range(SIGTERM_HEAVY_REQUESTS)]
+        await asyncio.sleep(HEAVY_HEAD_START_S)
+        start = time.perf_counter()
+        await asyncio.to_thread(server.stop)
+        exit_s = time.perf_counter() - start
+        ended = await asyncio.gather(*heavy, return_exceptions=True)
+    unavailable = sum(isinstance(e, grpc.aio.AioRpcError) and e.code() == grpc.StatusCode.UNAVAILABLE for e in ended)
+    answered = sum(not isinstance(e, BaseException) for e in ended)
+    return {"sigterm_exit_s": exit_s, "sigterm_answered": answered, "sigterm_unavailable": unavailable}
 
 
 async def closed_loop(
@@ -131,9 +153,14 @@ async def scenarios(address: str, model: str, texts: Texts, duration: float) -> 
 def run(models_root: Path, model: str, texts: Texts, duration: float, env: dict[str, str]) -> dict[str, dict]:
     results = {}
     for scheduler in SCHEDULERS:
-        settings = {"MT_SCHEDULER": scheduler, "MT_DEFAULT_MODEL": model, **env}
-        with ServerProcess(models_root, settings) as server:
+        settings = {"MT_SCHEDULER": scheduler, "MT_DEFAULT_MODEL": model, "MT_GRACE_PERIOD_S": str(GRACE_PERIOD_S)}
+        server = ServerProcess(models_root, {**settings, **env})
+        server.start()
+        try:
             results[scheduler] = asyncio.run(scenarios(server.address, model, texts, duration))
+            results[scheduler] |= asyncio.run(sigterm(server, texts))
+        finally:
+            server.stop()
         print(f"{scheduler}: {json.dumps(results[scheduler])}", file=sys.stderr)
     return results
 
