@@ -149,6 +149,7 @@ class ModelScheduler:
         self.rows = 0  # rows of all cohorts, stepping or not
         self.cohorts = 0  # cohorts joining or decoding
         self._ready: deque[Cohort] = deque()  # cohorts waiting for their next step
+        self._stepping: dict[Cohort, list[Sentence]] = {}  # cohorts in a step, and their sentences before it
         self._busy = 0  # tasks being run by workers
         self._stopped = False
         self._lock = threading.Condition()
@@ -181,10 +182,13 @@ class ModelScheduler:
         return not self.waiting and not self._ready and self._busy == 0
 
     def stop(self, exc: BaseException) -> None:
-        """Fails all work with `exc`; the workers end after their current step."""
+        """Fails all work with `exc` at once; the workers end after their current step."""
         with self._lock:
             self._stopped = True
             self._fail_queued(exc)
+            for sentences in self._stepping.values():  # their rows are freed when the step returns
+                for sentence in sentences:
+                    _ticket(sentence).fail(exc)
             self._lock.notify_all()
 
     def join(self, timeout: float) -> None:
@@ -220,6 +224,7 @@ class ModelScheduler:
             return lambda: self._join(joining)
         if self._ready:
             cohort = self._ready.popleft()
+            self._stepping[cohort] = cohort.sentences()
             return lambda: self._step(cohort)
         return None
 
@@ -292,13 +297,14 @@ class ModelScheduler:
 
     def _step(self, cohort: Cohort) -> None:
         """One step of `cohort`: gone rows leave, one decoder call, finished sentences leave with results."""
-        members = cohort.sentences()
+        members = self._stepping[cohort]
         try:
             dropped = cohort.drop_gone()
             finished = cohort.step() if cohort.rows else []
         except Exception as exc:
             log.warning("a decoder step of model %s failed: %r", self.name, exc)
             with self._lock:
+                del self._stepping[cohort]
                 self.cohorts -= 1
                 self._leave(members, "failed", exc)
             return
@@ -307,6 +313,7 @@ class ModelScheduler:
             _ticket(sentence).deliver(sentence.index, translation)
         self._count_output(finished)
         with self._lock:
+            del self._stepping[cohort]
             for sentence in dropped:
                 expired = _ticket(sentence).expired
                 error = DeadlineExceeded("the deadline passed while the request was translated") if expired else None
