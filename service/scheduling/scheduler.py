@@ -6,8 +6,8 @@ A worker repeatedly takes one task under the model's lock and runs it outside th
 
 * **Join**: waiting sentences form a new cohort (encoded, their cache rows created). A cohort is bounded by
   `max_batch_size` sentences and `max_batch_tokens` padded source tokens, and the model by `max_rows` rows
-  in flight (sentences x beams) and by two cohorts per worker (more, smaller cohorts would cost more
-  decoder calls for the same rows). Sentences join oldest first; one whose request already holds
+  in flight (sentences x beams) and by one cohort per worker plus one (more, smaller cohorts would cost
+  more decoder calls for the same rows). Sentences join oldest first; one whose request already holds
   `max_request_share` of the rows waits, so no request holds more than that share, and the last cohort
   slot is kept for requests that hold no rows yet (a lone sentence never waits for a heavy request's
   cohorts to end). A join happens at once on an idle model, and under load once the joining sentences
@@ -78,8 +78,8 @@ class SchedulerLimits:
 
     @property
     def max_cohorts(self) -> int:
-        """Cohorts decoding at a time: two per worker (one being stepped, one ready), at least two."""
-        return max(2, 2 * self.workers)
+        """Cohorts decoding at a time: one per worker, and one for requests not decoding yet."""
+        return self.workers + 1
 
     @property
     def request_rows(self) -> int:
