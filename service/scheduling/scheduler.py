@@ -13,7 +13,9 @@ A worker repeatedly takes one task under the model's lock and runs it outside th
   cohorts to end). A join happens at once on an idle model, and under load once the joining sentences
   fill a cohort or the oldest has waited `max_queue_delay`; while all cohort slots are taken, waiting
   sentences gather and join together when one ends.
-* **Step**: one decoder call of the cohort that waited longest for its turn (round robin). Before the
+* **Step**: one decoder call of the cohort that waited longest for its turn (round robin). Each join
+  (encoder call) and step counts as one model call in mt_batch_inference_seconds, so its rate of sums
+  stays the model's busy time. Before the
   call, the rows of cancelled and expired requests leave; after it, finished sentences leave and their
   results go to their requests at once.
 
@@ -281,7 +283,8 @@ class ModelScheduler:
         self.metrics.batch_sentences.labels(self.name).observe(len(sentences))
         self.metrics.batch_tokens.labels(self.name).observe(len(sentences) * max(len(s.source) for s in sentences))
         try:
-            cohort = Cohort(self.backend, sentences)
+            with self.metrics.batch_inference.labels(self.name).time():
+                cohort = Cohort(self.backend, sentences)
         except Exception as exc:
             log.warning("%d sentences of model %s failed to join: %r", len(sentences), self.name, exc)
             with self._lock:
@@ -299,8 +302,9 @@ class ModelScheduler:
         """One step of `cohort`: gone rows leave, one decoder call, finished sentences leave with results."""
         members = self._stepping[cohort]
         try:
-            dropped = cohort.drop_gone()
-            finished = cohort.step() if cohort.rows else []
+            with self.metrics.batch_inference.labels(self.name).time():
+                dropped = cohort.drop_gone()
+                finished = cohort.step() if cohort.rows else []
         except Exception as exc:
             log.warning("a decoder step of model %s failed: %r", self.name, exc)
             with self._lock:
