@@ -219,7 +219,9 @@ class Engine:
         _check_options(options)
         ids, lengths = self._manifest.special_ids, self.max_lengths([len(s) for s in sources], options)
         if options.beam_size == 1:
-            return GreedySearch(lengths, ids.bos, ids.eos, options.length_penalty, options.return_attention)
+            return GreedySearch(
+                lengths, ids.bos, ids.eos, options.length_penalty, options.return_attention, never=(ids.pad,)
+            )
         return BeamSearch(
             lengths,
             ids.bos,
@@ -228,6 +230,7 @@ class Engine:
             options.n_best,
             options.length_penalty,
             options.return_attention,
+            never=(ids.pad,),
         )
 
     def max_lengths(self, source_tokens: Sequence[int], options: DecodeOptions) -> np.ndarray:

@@ -11,6 +11,7 @@ drive one such object over a whole decoder batch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -77,6 +78,8 @@ def length_normalized(total_log_prob: float | np.ndarray, length: int, length_pe
 class GreedySearch:
     """Take the most probable token at every step; finished sentences leave the batch at once.
 
+    Neither bos nor the ids in `never` (such as pad) is ever chosen: see `forbid`.
+
     A step costs a few whole-batch numpy operations and no Python loop over rows: at batch 1 the search's
     own time is a noticeable share of a step."""
 
@@ -87,8 +90,10 @@ class GreedySearch:
         eos_id: int,
         length_penalty: float = 1.0,
         return_attention: bool = False,
+        never: Sequence[int] = (),
     ) -> None:
         batch, steps = len(max_lengths), int(np.max(max_lengths))
+        self._forbidden = np.array([bos_id, *never], dtype=np.int64)
         self._eos, self._length_penalty, self._return_attention = eos_id, length_penalty, return_attention
         self._position = 0
         self._alive = np.arange(batch)  # sentence index of each decoder row
@@ -108,6 +113,7 @@ class GreedySearch:
 
     def advance(self, log_probs: np.ndarray, cross: np.ndarray | None) -> StepOutcome:
         position, alive = self._position, self._alive
+        forbid(log_probs, self._forbidden)
         tokens = log_probs.argmax(axis=-1)
         self._totals[alive] += log_probs[np.arange(len(alive)), tokens]
         self._emitted[alive, position] = tokens
@@ -145,7 +151,7 @@ class BeamSearch:
     hypotheses (or reaches its maximum length) and returns its `n_best` best, best first.
 
     Its rows are sentence-major (the `beam_size` beams of a sentence adjacent), `len(max_lengths) * beam_size`
-    of them at the start."""
+    of them at the start. Neither bos nor the ids in `never` (such as pad) is ever chosen: see `forbid`."""
 
     def __init__(
         self,
@@ -156,8 +162,10 @@ class BeamSearch:
         n_best: int = 1,
         length_penalty: float = 1.0,
         return_attention: bool = False,
+        never: Sequence[int] = (),
     ) -> None:
         batch, k = len(max_lengths), beam_size
+        self._forbidden = np.array([bos_id, *never], dtype=np.int64)
         self._k, self._n_best, self._eos = k, n_best, eos_id
         self._length_penalty, self._return_attention = length_penalty, return_attention
         self._max_lengths = np.asarray(max_lengths)
@@ -179,6 +187,7 @@ class BeamSearch:
 
     def advance(self, log_probs: np.ndarray, cross: np.ndarray | None) -> StepOutcome:
         k, alive, position = self._k, self._alive, self._position
+        forbid(log_probs, self._forbidden)
         # A sentence's 2K best continuations are among the 2K best tokens of each of its K rows: rank those.
         per_row = min(2 * k, log_probs.shape[-1])
         row_tokens = np.argpartition(log_probs, -per_row, axis=1)[:, -per_row:]  # (b*K, 2K)
@@ -235,6 +244,13 @@ class BeamSearch:
         self._finished[sentence].append(SearchResult([int(t) for t in prefix], score, attention))
 
 
+def forbid(log_probs: np.ndarray, ids: np.ndarray) -> None:
+    """Give `ids` log-probability -inf in every row, in place: tokens that are never an output (bos, pad).
+
+    A barely trained model can rank bos first; it is not a word, and a translation made of bos is empty."""
+    log_probs[:, ids] = -np.inf
+
+
 def run_search(decoder: IncrementalDecoder, search: StepSearch, sentences: int) -> list[list[SearchResult]]:
     """Step `search` over `decoder` (which holds its rows) until every sentence has finished."""
     found: dict[int, list[SearchResult]] = {}
@@ -256,9 +272,10 @@ def greedy_search(
     eos_id: int,
     length_penalty: float = 1.0,
     return_attention: bool = False,
+    never: Sequence[int] = (),
 ) -> list[SearchResult]:
     """`GreedySearch` over a decoder holding one row per sentence; one result per sentence."""
-    search = GreedySearch(max_lengths, bos_id, eos_id, length_penalty, return_attention)
+    search = GreedySearch(max_lengths, bos_id, eos_id, length_penalty, return_attention, never)
     return [found[0] for found in run_search(decoder, search, len(max_lengths))]
 
 
@@ -271,7 +288,8 @@ def beam_search(
     n_best: int = 1,
     length_penalty: float = 1.0,
     return_attention: bool = False,
+    never: Sequence[int] = (),
 ) -> list[list[SearchResult]]:
     """`BeamSearch` over a decoder holding `len(max_lengths) * beam_size` rows, sentence-major; n-best lists."""
-    search = BeamSearch(max_lengths, bos_id, eos_id, beam_size, n_best, length_penalty, return_attention)
+    search = BeamSearch(max_lengths, bos_id, eos_id, beam_size, n_best, length_penalty, return_attention, never)
     return run_search(decoder, search, len(max_lengths))

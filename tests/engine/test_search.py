@@ -58,7 +58,8 @@ def reference_beam_search(
 ) -> list[tuple[list[int], float]]:
     """One sentence, one prefix at a time: every step ranks all continuations of the live prefixes and keeps
     the 2K best; an eos among the K best finishes a hypothesis, the K best others live on; the search ends with
-    K finished hypotheses or at `max_length` (live prefixes then finish unended). All of them, best first."""
+    K finished hypotheses or at `max_length` (live prefixes then finish unended); bos is never chosen.
+    All of them, best first."""
     live: list[tuple[list[int], float]] = [([], 0.0)]
     finished = []
     for length in range(1, max_length + 1):
@@ -66,6 +67,7 @@ def reference_beam_search(
             (prefix + [token], total + table[length - 1, prefix[-1] if prefix else BOS, token])
             for prefix, total in live
             for token in range(table.shape[1])
+            if token != BOS
         ]
         best = sorted(continuations, key=lambda c: -c[1])[: 2 * beam_size]
         finished += [(seq[:-1], total, length) for seq, total in best[:beam_size] if seq[-1] == EOS]
