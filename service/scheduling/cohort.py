@@ -108,6 +108,7 @@ class Cohort:
             for g in groups
         ]
         self.position = 0
+        self.start_rows = self.rows
         self.encode_s = time.perf_counter() - started
         self._started = time.perf_counter()
 

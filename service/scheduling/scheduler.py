@@ -7,17 +7,16 @@ A worker repeatedly takes one task under the model's lock and runs it outside th
 * **Join**: waiting sentences form a new cohort (encoded, their cache rows created). A cohort is bounded by
   `max_batch_size` sentences and `max_batch_tokens` padded source tokens, and the model by `max_rows` rows
   in flight (sentences x beams) and by one cohort per worker plus one (more, smaller cohorts would cost
-  more decoder calls for the same rows). Sentences join oldest first; one whose request already holds
-  `max_request_share` of the rows waits, so no request holds more than that share, and the last cohort
-  slot is kept for requests that hold no rows yet (a lone sentence never waits for a heavy request's
-  cohorts to end). A join happens at once on an idle model, and under load once the joining sentences
-  fill a cohort or the oldest has waited `max_queue_delay`; while all cohort slots are taken, waiting
-  sentences gather and join together when one ends.
-* **Step**: one decoder call of the cohort that waited longest for its turn (round robin). Each join
-  (encoder call) and step counts as one model call in mt_batch_inference_seconds, so its rate of sums
-  stays the model's busy time. Before the
+  more decoder calls for the same rows); a cohort down to less than half of its rows no longer counts.
+  Sentences join oldest first; one whose request already holds `max_request_share` of the rows waits, so
+  no request holds more than that share, and the last cohort slot is kept for requests that hold no rows
+  yet (a lone sentence never waits for a heavy request's cohorts to end). A join happens at once on an
+  idle model, and under load once the joining sentences fill a cohort or the oldest has waited
+  `max_queue_delay`; while all cohort slots are taken, waiting sentences gather and join together.
+* **Step**: one decoder call of the cohort that waited longest for its turn (round robin). Before the
   call, the rows of cancelled and expired requests leave; after it, finished sentences leave and their
-  results go to their requests at once.
+  results go to their requests at once. Each join (encoder call) and step counts as one model call in
+  mt_batch_inference_seconds, so its rate of sums stays the model's busy time.
 
 So a new sentence waits for one step of each running cohort, never for a whole batch, and a cancelled
 request's rows leave at its cohort's next step. Work is refused before it starts when it exceeds the
@@ -149,7 +148,7 @@ class ModelScheduler:
         self.metrics = metrics
         self.waiting: deque[Sentence] = deque()  # oldest first
         self.rows = 0  # rows of all cohorts, stepping or not
-        self.cohorts = 0  # cohorts joining or decoding
+        self._encoding = 0  # cohorts being formed
         self._ready: deque[Cohort] = deque()  # cohorts waiting for their next step
         self._stepping: dict[Cohort, list[Sentence]] = {}  # cohorts in a step, and their sentences before it
         self._busy = 0  # tasks being run by workers
@@ -238,12 +237,19 @@ class ModelScheduler:
         due = self.waiting[0].enqueued + self.limits.max_queue_delay_s - time.monotonic()
         return due if due > 0 else None
 
+    def _full_cohorts(self) -> int:
+        """Cohorts that count against `max_cohorts`: those forming, and those still holding at least half of
+        the rows they started with (a cohort's last long sentences do not keep others from joining)."""
+        decoding = [*self._ready, *self._stepping]
+        return self._encoding + sum(2 * c.rows >= c.start_rows for c in decoding)
+
     def _joining(self) -> list[Sentence]:
         """The sentences that join now (see the module docstring), taken off the queue; under the lock."""
         limits, room = self.limits, self.limits.max_rows - self.rows
-        if self.cohorts >= limits.max_cohorts:
+        cohorts = self._full_cohorts()
+        if cohorts >= limits.max_cohorts:
             return []
-        newcomers_only = self.cohorts == limits.max_cohorts - 1  # the last cohort is for requests not decoding
+        newcomers_only = cohorts == limits.max_cohorts - 1  # the last cohort is for requests not decoding
         chosen: list[Sentence] = []
         longest, full = 0, False
         held: dict[object, int] = {}  # rows each request would hold
@@ -270,7 +276,7 @@ class ModelScheduler:
         for sentence in chosen:
             _ticket(sentence).rows += sentence.rows
             self.rows += sentence.rows
-        self.cohorts += 1
+        self._encoding += 1
         self._observe()
         return chosen
 
@@ -288,12 +294,12 @@ class ModelScheduler:
         except Exception as exc:
             log.warning("%d sentences of model %s failed to join: %r", len(sentences), self.name, exc)
             with self._lock:
-                self.cohorts -= 1
+                self._encoding -= 1
                 self._leave(sentences, "failed", exc)
             return
         with self._lock:
+            self._encoding -= 1
             if self._stopped:
-                self.cohorts -= 1
                 self._leave(sentences, "stopped", Draining(STOPPED))
             else:
                 self._ready.appendleft(cohort)
@@ -309,7 +315,6 @@ class ModelScheduler:
             log.warning("a decoder step of model %s failed: %r", self.name, exc)
             with self._lock:
                 del self._stepping[cohort]
-                self.cohorts -= 1
                 self._leave(members, "failed", exc)
             return
         self.metrics.decoder_steps.labels(self.name).inc()
@@ -327,8 +332,6 @@ class ModelScheduler:
                 self._leave(cohort.sentences(), "stopped", Draining(STOPPED))
             if cohort.rows and not self._stopped:
                 self._ready.append(cohort)
-            else:
-                self.cohorts -= 1
 
     def _leave(self, sentences: Sequence[Sentence], reason: str, error: BaseException | None) -> None:
         """Sentences leave their cohort (their rows are free); `error` fails their requests; under the lock."""
@@ -359,7 +362,6 @@ class ModelScheduler:
             _ticket(sentence).fail(error)
         self.waiting.clear()
         while self._ready:
-            self.cohorts -= 1
             self._leave(self._ready.popleft().sentences(), "stopped", error)
         self._observe()
 
