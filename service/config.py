@@ -123,10 +123,11 @@ class Settings(BaseSettings):
 
     @property
     def worker_threads(self) -> int:
-        """Decoder threads per model: `workers`, else one per `intra_op_threads` cores (one if that is automatic)."""
+        """Decoder threads per model: `workers`, else one per `intra_op_threads` of the cores this process may use
+        (one if that is automatic). A CPU quota (a container's limit) is not seen: set `workers` there."""
         if self.workers:
             return self.workers
-        return max(1, (os.cpu_count() or 1) // self.intra_op_threads) if self.intra_op_threads else 1
+        return max(1, len(os.sched_getaffinity(0)) // self.intra_op_threads) if self.intra_op_threads else 1
 
     @property
     def tls(self) -> bool:
