@@ -57,6 +57,17 @@ class Settings(BaseSettings):
     max_batch_tokens: Positive = Field(4096, description="padded source tokens in one model call")
     max_queue_delay_ms: float = Field(5.0, ge=0, description="longest wait for a fuller batch, under load")
     max_queue_size: Positive = Field(1024, description="sentences waiting per model before refusing work")
+    scheduler: Literal["continuous", "batch"] = Field(
+        "continuous", description="continuous: sentences join and leave at every decoder step; batch: per request"
+    )
+    workers: int = Field(0, ge=0, description="decoder threads per model (continuous); 0 = cores / intra_op_threads")
+    max_rows: Positive = Field(256, description="decoder rows (sentences x beams) in flight per model (continuous)")
+    max_request_share: float = Field(
+        0.5, gt=0, le=1, description="share of max_rows one request may hold at a time (continuous)"
+    )
+    max_request_work: Positive = Field(
+        16_000_000, description="source tokens x beams x maximum length a request may need (continuous)"
+    )
     max_texts_per_request: Positive = 64
     max_text_chars: Positive = 2000
     max_text_tokens: Positive = Field(256, description="source tokens of a text, eos included; a model may take fewer")
@@ -123,12 +134,22 @@ class Settings(BaseSettings):
                 f"max_text_tokens ({self.max_text_tokens}) exceeds max_batch_tokens ({self.max_batch_tokens})"
                 ": a long text would never fit a batch"
             )
+        if self.max_beam_size > self.max_rows:
+            raise ValueError(f"max_beam_size ({self.max_beam_size}) exceeds max_rows ({self.max_rows})")
         if self.max_texts_per_request > self.max_queue_size:
             raise ValueError(
                 f"max_texts_per_request ({self.max_texts_per_request}) exceeds max_queue_size"
                 f" ({self.max_queue_size}): a full request would always be refused"
             )
         return self
+
+    @property
+    def worker_threads(self) -> int:
+        """Decoder threads per model: `workers`, else one per `intra_op_threads` of the cores this process may use
+        (one if that is automatic). A CPU quota (a container's limit) is not seen: set `workers` there."""
+        if self.workers:
+            return self.workers
+        return max(1, len(os.sched_getaffinity(0)) // self.intra_op_threads) if self.intra_op_threads else 1
 
     @property
     def tls(self) -> bool:

@@ -21,7 +21,7 @@ from service.attention.detail import INPUTS as EXPLAIN_INPUTS
 from service.attention.detail import OUTPUTS as EXPLAIN_OUTPUTS
 from service.attention.detail import AttentionDetail, Explainer
 from service.manifest import Manifest, ModelLoadError, read_manifest
-from service.search import SearchResult, beam_search, greedy_search
+from service.search import BeamSearch, GreedySearch, SearchResult, StepSearch, run_search
 from service.types import DecodeOptions, Hypothesis, StageTimings, Translation
 
 __all__ = ["Engine", "ModelLoadError", "OnnxIncrementalDecoder"]
@@ -34,14 +34,17 @@ _global_pool_threads: int | None = None  # intra-op threads of the process-wide 
 
 
 class OnnxIncrementalDecoder:
-    """The decoder session over one encoded batch, with its key/value cache (rows: sentences x beams)."""
+    """The decoder session over one encoded batch, with its key/value cache (rows: sentences x beams).
+
+    `rows_per_sentence` is one count for all sentences, or one per sentence (sentences searched with
+    different beam sizes share the decoder calls)."""
 
     def __init__(
         self,
         session: ort.InferenceSession,
         memory: dict[str, np.ndarray],
         source_mask: np.ndarray,
-        rows_per_sentence: int,
+        rows_per_sentence: int | np.ndarray,
         fetch_attention: bool,
     ):
         self._session = session
@@ -190,10 +193,10 @@ class Engine:
             batch = [sources[i] for i in nonempty]
             decoder = self.encode(batch, options.beam_size, options.return_attention)
             encoded = time.perf_counter()
-            found = self._search(decoder, batch, options)
+            found = run_search(decoder, self.new_search(batch, options), len(batch))
         decoded = time.perf_counter()
         results = dict(zip(nonempty, found, strict=True))
-        translations = [self._translation(sources[i], results.get(i, []), options) for i in range(len(texts))]
+        translations = [self.translation(sources[i], results.get(i, []), options) for i in range(len(texts))]
         if options.attention_detail:
             translations = [replace(t, detail=self._detail(s, t)) for s, t in zip(sources, translations, strict=True)]
         timings = StageTimings(
@@ -202,6 +205,10 @@ class Engine:
             decode=decoded - encoded,
         )
         return [replace(t, timings=replace(timings)) for t in translations]
+
+    def source_ids(self, text: str) -> list[int]:
+        """Token ids the encoder sees for `text` (its subwords then eos); ValueError if it is too long."""
+        return self._source_ids(text)
 
     def _source_ids(self, text: str, check_length: bool = True) -> list[int]:
         """Token ids the encoder sees: the text's subwords then eos; [] for a text without tokens."""
@@ -212,10 +219,11 @@ class Engine:
         return ids
 
     def encode(
-        self, sources: Sequence[Sequence[int]], beam_size: int = 1, return_attention: bool = False
+        self, sources: Sequence[Sequence[int]], beam_size: int | np.ndarray = 1, return_attention: bool = False
     ) -> OnnxIncrementalDecoder:
         """Run the encoder on token-id sequences (each ending with eos) and return the decoder over them,
-        with `beam_size` rows per sentence (the encoder runs once per sentence, not per beam)."""
+        with `beam_size` rows per sentence, or one count per sentence (the encoder runs once per sentence,
+        not per beam)."""
         pad = self._manifest.special_ids.pad
         ids = np.full((len(sources), max(map(len, sources))), pad, dtype=np.int64)
         for row, source in enumerate(sources):
@@ -224,17 +232,15 @@ class Engine:
         memory = dict(zip(names, self._encoder.run(names, {"source_ids": ids}), strict=True))
         return OnnxIncrementalDecoder(self._decoder, memory, ids != pad, beam_size, return_attention)
 
-    def _search(
-        self, decoder: OnnxIncrementalDecoder, sources: list[list[int]], options: DecodeOptions
-    ) -> list[list[SearchResult]]:
-        ids, lengths = self._manifest.special_ids, self._max_lengths(sources, options)
+    def new_search(self, sources: list[list[int]], options: DecodeOptions) -> StepSearch:
+        """The step-wise search of `options` over these sentences (their decoder rows sentence-major)."""
+        _check_options(options)
+        ids, lengths = self._manifest.special_ids, self.max_lengths([len(s) for s in sources], options)
         if options.beam_size == 1:
-            found = greedy_search(
-                decoder, lengths, ids.bos, ids.eos, options.length_penalty, options.return_attention, never=(ids.pad,)
+            return GreedySearch(
+                lengths, ids.bos, ids.eos, options.length_penalty, options.return_attention, never=(ids.pad,)
             )
-            return [[result] for result in found]
-        return beam_search(
-            decoder,
+        return BeamSearch(
             lengths,
             ids.bos,
             ids.eos,
@@ -245,16 +251,17 @@ class Engine:
             never=(ids.pad,),
         )
 
-    def _max_lengths(self, sources: list[list[int]], options: DecodeOptions) -> np.ndarray:
-        """Steps allowed per sentence (eos included): the option's cap, else a * source tokens + b."""
+    def max_lengths(self, source_tokens: Sequence[int], options: DecodeOptions) -> np.ndarray:
+        """Steps allowed per sentence of these source token counts (eos included): the option's cap, else
+        a * source tokens + b; never over the model's positions."""
         if options.max_length is not None:
-            lengths = np.full(len(sources), options.max_length)
+            lengths = np.full(len(source_tokens), options.max_length)
         else:
             a, b = self._manifest.max_length_a, self._manifest.max_length_b
-            lengths = np.array([int(a * len(s) + b) for s in sources])
+            lengths = np.array([int(a * n + b) for n in source_tokens], dtype=np.int64)
         return np.minimum(lengths, self._manifest.max_positions)
 
-    def _translation(self, source: list[int], found: list[SearchResult], options: DecodeOptions) -> Translation:
+    def translation(self, source: list[int], found: list[SearchResult], options: DecodeOptions) -> Translation:
         """Strings and trimmed attention for one sentence; `found` is empty when the source was."""
         source_tokens = self._pieces(source)
         if not source:

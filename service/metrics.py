@@ -67,6 +67,7 @@ SENTENCE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 REQUEST_LABELS = ("method", "model", "code", "protocol")
 GRPC, HTTP = "grpc", "http"
+LEAVE_REASONS = ("finished", "cancelled", "expired", "failed", "stopped")  # why a sentence left the decode
 
 
 @dataclass
@@ -154,6 +155,31 @@ class Metrics:
         )
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=r)  # process_* and python_* series
+        self._add_scheduler_metrics(r)
+
+    def _add_scheduler_metrics(self, r: CollectorRegistry) -> None:
+        """Metrics of the continuous (step-level) scheduler, service/scheduling. Joins and leaves per step:
+        their rates divided by the rate of mt_decoder_steps_total. Queue time before joining:
+        mt_queue_wait_seconds."""
+        self.rows_in_flight = Gauge(
+            "mt_rows_in_flight", "Decoder rows (sentences x beams) being decoded", ["model"], registry=r
+        )
+        self.decoder_steps = Counter("mt_decoder_steps_total", "Decoder calls of the scheduler", ["model"], registry=r)
+        self.sentence_joins = Counter(
+            "mt_sentence_joins_total", "Sentences that joined the decode", ["model"], registry=r
+        )
+        self.sentence_leaves = Counter(
+            "mt_sentence_leaves_total",
+            "Sentences that left the decode, by reason (finished, cancelled, expired, failed, stopped)",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.budget_refusals = Counter(
+            "mt_budget_refusals_total",
+            "Requests refused before any work, by the limit they exceeded",
+            ["model", "limit"],
+            registry=r,
+        )
 
     def initialize(self, models: Iterable[str]) -> None:
         """Creates every labelled series that can occur, at 0: a fresh server shows zeros, not "no data"."""
@@ -175,13 +201,22 @@ class Metrics:
                 self.truncated_outputs,
                 self.time_per_output_token,
                 self.queue_depth,
+                self.rows_in_flight,
+                self.decoder_steps,
+                self.sentence_joins,
             ):
                 per_model.labels(model)
+            for reason in LEAVE_REASONS:
+                self.sentence_leaves.labels(model, reason)
 
-    def record_outputs(self, model: str, results: Sequence[Translation], seconds: float) -> None:
-        """Counts a batch's output tokens and cut translations, and its time per decoding step."""
+    def count_outputs(self, model: str, results: Sequence[Translation]) -> None:
+        """Counts finished translations' output tokens and those cut at the maximum length."""
         self.output_tokens.labels(model).inc(sum(len(h.tokens) for r in results for h in r.hypotheses))
         self.truncated_outputs.labels(model).inc(sum(r.best.truncated for r in results))
+
+    def record_outputs(self, model: str, results: Sequence[Translation], seconds: float) -> None:
+        """Counts a batch's outputs (count_outputs) and its time per decoding step."""
+        self.count_outputs(model, results)
         steps = max((len(r.best.tokens) + 1 for r in results), default=0)  # + 1: the end of sentence
         if steps:
             self.time_per_output_token.labels(model).observe(seconds / steps)

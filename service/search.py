@@ -1,13 +1,18 @@
 """Greedy and beam search over any incremental decoder, in numpy.
 
-The same search drives the onnxruntime engine and the PyTorch reference, so their outputs can only
-differ through the model's numbers, never through the search.
+The same search drives the onnxruntime engine, the step scheduler (service/scheduling) and the PyTorch
+reference, so their outputs can only differ through the model's numbers, never through the search.
+
+Each search is a step-wise object over the sentences of one decode rule (`GreedySearch`, `BeamSearch`):
+it says which tokens to feed, takes one step's log-probabilities, returns the cache rows to keep and the
+sentences that just finished, and lets sentences leave early (`drop`). `greedy_search` and `beam_search`
+drive one such object over a whole decoder batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -35,9 +40,231 @@ class SearchResult:
     truncated: bool = False  # cut at the maximum length, without an eos
 
 
+@dataclass
+class StepOutcome:
+    """What one step decided: the rows to keep (indices into the step's rows, in their new order; None: all,
+    unchanged) and the sentences that finished (sentence index -> n-best results, best first)."""
+
+    rows: np.ndarray | None
+    finished: dict[int, list[SearchResult]] = field(default_factory=dict)
+
+
+class StepSearch(Protocol):
+    """A search over some sentences that one decoder call per step advances (see the module docstring)."""
+
+    @property
+    def rows(self) -> int:
+        """Live decoder rows of this search (sentences x beams)."""
+        ...
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """The token to feed each live row at the next step."""
+        ...
+
+    def advance(self, log_probs: np.ndarray, cross: np.ndarray | None) -> StepOutcome:
+        """Consume one step's log-probabilities (rows, V) and cross-attention (rows, S) of this search's rows."""
+        ...
+
+    def drop(self, sentences: np.ndarray) -> np.ndarray:
+        """Remove these sentences (indices) unfinished; returns the rows to keep, as `StepOutcome.rows`."""
+        ...
+
+
 def length_normalized(total_log_prob: float | np.ndarray, length: int, length_penalty: float) -> float | np.ndarray:
     """Score of a hypothesis: total log-probability / length^alpha (alpha = 0 leaves it unnormalized)."""
     return total_log_prob / (max(length, 1) ** length_penalty)
+
+
+class GreedySearch:
+    """Take the most probable token at every step; finished sentences leave the batch at once.
+
+    Neither bos nor the ids in `never` (such as pad) is ever chosen: see `forbid`.
+
+    A step costs a few whole-batch numpy operations and no Python loop over rows: at batch 1 the search's
+    own time is a noticeable share of a step."""
+
+    def __init__(
+        self,
+        max_lengths: np.ndarray,
+        bos_id: int,
+        eos_id: int,
+        length_penalty: float = 1.0,
+        return_attention: bool = False,
+        never: Sequence[int] = (),
+    ) -> None:
+        batch, steps = len(max_lengths), int(np.max(max_lengths))
+        self._forbidden = np.array([bos_id, *never], dtype=np.int64)
+        self._eos, self._length_penalty, self._return_attention = eos_id, length_penalty, return_attention
+        self._position = 0
+        self._alive = np.arange(batch)  # sentence index of each decoder row
+        self._limits = np.asarray(max_lengths)  # steps allowed to each live row
+        self._tokens = np.full(batch, bos_id, dtype=np.int64)
+        self._emitted = np.zeros((batch, steps), dtype=np.int64)
+        self._attention: list[list[np.ndarray]] = [[] for _ in range(batch)]
+        self._totals = np.zeros(batch)
+
+    @property
+    def rows(self) -> int:
+        return len(self._alive)
+
+    @property
+    def tokens(self) -> np.ndarray:
+        return self._tokens
+
+    def advance(self, log_probs: np.ndarray, cross: np.ndarray | None) -> StepOutcome:
+        position, alive = self._position, self._alive
+        forbid(log_probs, self._forbidden)
+        tokens = log_probs.argmax(axis=-1)
+        self._totals[alive] += log_probs[np.arange(len(alive)), tokens]
+        self._emitted[alive, position] = tokens
+        if self._return_attention and cross is not None:
+            for row, sentence in enumerate(alive):
+                self._attention[sentence].append(cross[row])
+        self._position += 1
+        keep = (tokens != self._eos) & (self._limits > self._position)
+        self._tokens = tokens
+        if keep.all():
+            return StepOutcome(None)
+        finished = {int(s): [self._result(int(s))] for s in alive[~keep]}
+        return StepOutcome(self._keep(np.flatnonzero(keep)), finished)
+
+    def drop(self, sentences: np.ndarray) -> np.ndarray:
+        return self._keep(np.flatnonzero(~np.isin(self._alive, sentences)))
+
+    def _keep(self, kept: np.ndarray) -> np.ndarray:
+        self._alive, self._tokens, self._limits = self._alive[kept], self._tokens[kept], self._limits[kept]
+        return kept
+
+    def _result(self, sentence: int) -> SearchResult:
+        """A greedy hypothesis: strip the eos (it still counts in the length) and stack its attention rows."""
+        length = self._position
+        emitted = self._emitted[sentence, :length].tolist()
+        ids = emitted[:-1] if emitted and emitted[-1] == self._eos else emitted
+        attention = self._attention[sentence] if self._return_attention else None
+        stacked = np.stack(attention)[: len(ids)] if attention else None  # (0, S) when eos came first
+        score = length_normalized(float(self._totals[sentence]), length, self._length_penalty)
+        return SearchResult(ids, float(score), stacked, truncated=len(ids) == length)
+
+
+class BeamSearch:
+    """Keep the `beam_size` best prefixes per sentence; a sentence ends once it has `beam_size` finished
+    hypotheses (or reaches its maximum length) and returns its `n_best` best, best first.
+
+    Its rows are sentence-major (the `beam_size` beams of a sentence adjacent), `len(max_lengths) * beam_size`
+    of them at the start. Neither bos nor the ids in `never` (such as pad) is ever chosen: see `forbid`."""
+
+    def __init__(
+        self,
+        max_lengths: np.ndarray,
+        bos_id: int,
+        eos_id: int,
+        beam_size: int,
+        n_best: int = 1,
+        length_penalty: float = 1.0,
+        return_attention: bool = False,
+        never: Sequence[int] = (),
+    ) -> None:
+        batch, k = len(max_lengths), beam_size
+        self._forbidden = np.array([bos_id, *never], dtype=np.int64)
+        self._k, self._n_best, self._eos = k, n_best, eos_id
+        self._length_penalty, self._return_attention = length_penalty, return_attention
+        self._max_lengths = np.asarray(max_lengths)
+        self._position = 0
+        self._finished: list[list[SearchResult]] = [[] for _ in range(batch)]
+        self._alive = np.arange(batch)  # sentences still searching
+        self._scores = np.tile(np.r_[0.0, np.full(k - 1, -np.inf)], (batch, 1))  # (b, K); step 1 expands beam 0
+        self._history = np.zeros((batch * k, 0), dtype=np.int64)  # tokens so far of each row
+        self._attn_history: np.ndarray | None = None  # (rows, steps, S)
+        self._tokens = np.full(batch * k, bos_id, dtype=np.int64)
+
+    @property
+    def rows(self) -> int:
+        return len(self._alive) * self._k
+
+    @property
+    def tokens(self) -> np.ndarray:
+        return self._tokens
+
+    def advance(self, log_probs: np.ndarray, cross: np.ndarray | None) -> StepOutcome:
+        k, alive, position = self._k, self._alive, self._position
+        forbid(log_probs, self._forbidden)
+        # A sentence's 2K best continuations are among the 2K best tokens of each of its K rows: rank those.
+        per_row = min(2 * k, log_probs.shape[-1])
+        row_tokens = np.argpartition(log_probs, -per_row, axis=1)[:, -per_row:]  # (b*K, 2K)
+        row_scores = self._scores.reshape(-1, 1) + log_probs[np.arange(len(row_tokens))[:, None], row_tokens]
+        candidates = row_scores.reshape(len(alive), k * per_row)  # (b, K*2K)
+        sentence = np.arange(len(alive))[:, None]  # (b, 1): indexes each sentence's own candidates
+        top = np.argsort(-candidates, axis=1)[:, : 2 * k]  # (b, 2K) best first
+        top_scores = candidates[sentence, top]
+        source_row = sentence * k + top // per_row  # decoder row of each candidate
+        top_tokens = row_tokens.reshape(len(alive), -1)[sentence, top]
+        if self._return_attention and cross is not None:
+            steps = cross[:, None, :]
+            history = self._attn_history
+            self._attn_history = steps if history is None else np.concatenate([history, steps], axis=1)
+        ends = top_tokens == self._eos
+        for b, j in zip(*np.nonzero(ends[:, :k]), strict=True):  # an eos among the K best finishes a hypothesis
+            row = source_row[b, j]
+            self._finish(alive[b], self._history[row], top_scores[b, j], row, position + 1, truncated=False)
+        order = np.argsort(ends, axis=1, kind="stable")[:, :k]  # the K best candidates that are not eos
+        next_rows = source_row[sentence, order]  # (b, K)
+        self._scores = top_scores[sentence, order]
+        self._tokens = top_tokens[sentence, order].reshape(-1)
+        self._history = np.concatenate([self._history[next_rows.reshape(-1)], self._tokens[:, None]], axis=1)
+        if self._attn_history is not None:
+            self._attn_history = self._attn_history[next_rows.reshape(-1)]
+        self._position += 1
+        at_limit = self._position >= self._max_lengths[alive]
+        for b in np.flatnonzero(at_limit):  # out of room: the live beams end here, unfinished
+            for j in range(k):
+                row = int(b) * k + j
+                self._finish(alive[b], self._history[row], self._scores[b, j], row, self._position, truncated=True)
+        done = at_limit | np.array([len(self._finished[s]) >= k for s in alive])
+        rows = next_rows.reshape(-1)
+        if not done.any():
+            return StepOutcome(rows)
+        finished = {int(s): sorted(self._finished[s], key=lambda h: -h.score)[: self._n_best] for s in alive[done]}
+        return StepOutcome(rows[self._keep(np.flatnonzero(~done))], finished)
+
+    def drop(self, sentences: np.ndarray) -> np.ndarray:
+        return self._keep(np.flatnonzero(~np.isin(self._alive, sentences)))
+
+    def _keep(self, sentences: np.ndarray) -> np.ndarray:
+        """Keep these live sentences (indices into the live ones); returns the rows they hold."""
+        keep_rows = (sentences[:, None] * self._k + np.arange(self._k)).reshape(-1)
+        self._alive, self._scores = self._alive[sentences], self._scores[sentences]
+        self._history, self._tokens = self._history[keep_rows], self._tokens[keep_rows]
+        if self._attn_history is not None:
+            self._attn_history = self._attn_history[keep_rows]
+        return keep_rows
+
+    def _finish(self, sentence: int, prefix: np.ndarray, total: float, row: int, length: int, truncated: bool) -> None:
+        """Record a hypothesis from a row's prefix; `length` counts the eos when it ends with one (not `truncated`)."""
+        attention = None if self._attn_history is None else self._attn_history[row, : len(prefix)]
+        score = float(length_normalized(total, length, self._length_penalty))
+        self._finished[sentence].append(SearchResult([int(t) for t in prefix], score, attention, truncated))
+
+
+def forbid(log_probs: np.ndarray, ids: np.ndarray) -> None:
+    """Give `ids` log-probability -inf in every row, in place: tokens that are never an output (bos, pad).
+
+    A barely trained model can rank bos first; it is not a word, and a translation made of bos is empty."""
+    log_probs[:, ids] = -np.inf
+
+
+def run_search(decoder: IncrementalDecoder, search: StepSearch, sentences: int) -> list[list[SearchResult]]:
+    """Step `search` over `decoder` (which holds its rows) until every sentence has finished."""
+    found: dict[int, list[SearchResult]] = {}
+    position = 0
+    while search.rows:
+        log_probs, cross = decoder.step(search.tokens, position)
+        outcome = search.advance(log_probs, cross)
+        found.update(outcome.finished)
+        if outcome.rows is not None and search.rows:
+            decoder.select(outcome.rows)
+        position += 1
+    return [found[i] for i in range(sentences)]
 
 
 def greedy_search(
@@ -49,49 +276,9 @@ def greedy_search(
     return_attention: bool = False,
     never: Sequence[int] = (),
 ) -> list[SearchResult]:
-    """Take the most probable token at every step; finished sentences leave the batch at once.
-
-    Neither bos nor the ids in `never` (such as pad) is ever chosen: see `forbid`.
-
-    A step costs a few whole-batch numpy operations and no Python loop over rows: at batch 1 the search's
-    own time is a noticeable share of a step."""
-    batch, steps = len(max_lengths), int(max_lengths.max())
-    alive = np.arange(batch)  # sentence index of each decoder row
-    rows = np.arange(batch)  # decoder row numbers, for picking each row's chosen log-probability
-    limits = np.asarray(max_lengths)  # steps allowed to each live row
-    tokens = np.full(batch, bos_id, dtype=np.int64)
-    emitted = np.zeros((batch, steps), dtype=np.int64)
-    lengths = np.zeros(batch, dtype=np.int64)  # steps taken by each sentence, set when it leaves
-    attention: list[list[np.ndarray]] = [[] for _ in range(batch)]
-    totals = np.zeros(batch)
-    forbidden = np.array([bos_id, *never], dtype=np.int64)
-    for position in range(steps):
-        log_probs, cross = decoder.step(tokens, position)
-        forbid(log_probs, forbidden)
-        tokens = log_probs.argmax(axis=-1)
-        totals[alive] += log_probs[rows, tokens]
-        emitted[alive, position] = tokens
-        if return_attention and cross is not None:
-            for row, sentence in enumerate(alive):
-                attention[sentence].append(cross[row])
-        keep = (tokens != eos_id) & (limits > position + 1)
-        if not keep.all():
-            lengths[alive[~keep]] = position + 1
-            if not keep.any():
-                break
-            kept = np.flatnonzero(keep)
-            decoder.select(kept)
-            alive, tokens, limits, rows = alive[kept], tokens[kept], limits[kept], rows[: len(kept)]
-    return [
-        _finish(
-            emitted[i, : lengths[i]].tolist(),
-            float(totals[i]),
-            attention[i] if return_attention else None,
-            eos_id,
-            length_penalty,
-        )
-        for i in range(batch)
-    ]
+    """`GreedySearch` over a decoder holding one row per sentence; one result per sentence."""
+    search = GreedySearch(max_lengths, bos_id, eos_id, length_penalty, return_attention, never)
+    return [found[0] for found in run_search(decoder, search, len(max_lengths))]
 
 
 def beam_search(
@@ -105,96 +292,6 @@ def beam_search(
     return_attention: bool = False,
     never: Sequence[int] = (),
 ) -> list[list[SearchResult]]:
-    """Keep the `beam_size` best prefixes per sentence; a sentence ends once it has `beam_size` finished
-    hypotheses (or reaches its maximum length) and returns its `n_best` best, best first.
-
-    The decoder must hold `len(max_lengths) * beam_size` rows, sentence-major (beams of a sentence adjacent).
-    Neither bos nor the ids in `never` (such as pad) is ever chosen: see `forbid`.
-    """
-    batch, k = len(max_lengths), beam_size
-    finished: list[list[SearchResult]] = [[] for _ in range(batch)]
-    alive = np.arange(batch)  # sentences still searching
-    scores = np.tile(np.r_[0.0, np.full(k - 1, -np.inf)], (batch, 1))  # (b, K); first step expands beam 0
-    history = np.zeros((batch * k, 0), dtype=np.int64)  # tokens so far of each row
-    attn_history: np.ndarray | None = None  # (rows, steps, S)
-    tokens = np.full(batch * k, bos_id, dtype=np.int64)
-    forbidden = np.array([bos_id, *never], dtype=np.int64)
-    for position in range(int(max_lengths.max())):
-        log_probs, cross = decoder.step(tokens, position)
-        forbid(log_probs, forbidden)
-        # A sentence's 2K best continuations are among the 2K best tokens of each of its K rows: rank those.
-        per_row = min(2 * k, log_probs.shape[-1])
-        row_tokens = np.argpartition(log_probs, -per_row, axis=1)[:, -per_row:]  # (b*K, 2K)
-        row_scores = scores.reshape(-1, 1) + log_probs[np.arange(len(row_tokens))[:, None], row_tokens]
-        candidates = row_scores.reshape(len(alive), k * per_row)  # (b, K*2K)
-        sentence = np.arange(len(alive))[:, None]  # (b, 1): indexes each sentence's own candidates
-        top = np.argsort(-candidates, axis=1)[:, : 2 * k]  # (b, 2K) best first
-        top_scores = candidates[sentence, top]
-        source_row = sentence * k + top // per_row  # decoder row of each candidate
-        top_tokens = row_tokens.reshape(len(alive), -1)[sentence, top]
-        if return_attention and cross is not None:
-            steps = cross[:, None, :]
-            attn_history = steps if attn_history is None else np.concatenate([attn_history, steps], axis=1)
-        ends = top_tokens == eos_id
-        for b, j in zip(*np.nonzero(ends[:, :k]), strict=True):  # an eos among the K best finishes a hypothesis
-            row = source_row[b, j]
-            finished[alive[b]].append(
-                _make_result(history[row], top_scores[b, j], attn_history, row, position + 1, length_penalty)
-            )
-        order = np.argsort(ends, axis=1, kind="stable")[:, :k]  # the K best candidates that are not eos
-        next_rows = source_row[sentence, order]  # (b, K)
-        scores = top_scores[sentence, order]
-        tokens = top_tokens[sentence, order].reshape(-1)
-        history = np.concatenate([history[next_rows.reshape(-1)], tokens[:, None]], axis=1)
-        if attn_history is not None:
-            attn_history = attn_history[next_rows.reshape(-1)]
-        at_limit = position + 1 >= max_lengths[alive]
-        for b in np.flatnonzero(at_limit):  # out of room: the live beams end here, unfinished
-            for j in range(k):
-                row = int(b) * k + j
-                cut = _make_result(history[row], scores[b, j], attn_history, row, position + 1, length_penalty)
-                finished[alive[b]].append(replace(cut, truncated=True))
-        done = at_limit | np.array([len(finished[s]) >= k for s in alive])
-        rows = next_rows.reshape(-1)
-        if done.any():
-            keep = np.flatnonzero(~done)
-            if len(keep) == 0:
-                break
-            keep_rows = (keep[:, None] * k + np.arange(k)).reshape(-1)
-            rows, alive, scores = rows[keep_rows], alive[keep], scores[keep]
-            history, tokens = history[keep_rows], tokens[keep_rows]
-            if attn_history is not None:
-                attn_history = attn_history[keep_rows]
-        decoder.select(rows)
-    return [sorted(hyps, key=lambda h: -h.score)[:n_best] for hyps in finished]
-
-
-def forbid(log_probs: np.ndarray, ids: np.ndarray) -> None:
-    """Give `ids` log-probability -inf in every row, in place: tokens that are never an output (bos, pad).
-
-    A barely trained model can rank bos first; it is not a word, and a translation made of bos is empty."""
-    log_probs[:, ids] = -np.inf
-
-
-def _make_result(
-    prefix: np.ndarray,
-    total: float,
-    attn_history: np.ndarray | None,
-    row: int,
-    length: int,
-    length_penalty: float,
-) -> SearchResult:
-    """A hypothesis from a row's prefix; `length` counts the eos when the hypothesis ends with one."""
-    attention = None if attn_history is None else attn_history[row, : len(prefix)]
-    return SearchResult([int(t) for t in prefix], float(length_normalized(total, length, length_penalty)), attention)
-
-
-def _finish(
-    emitted: list[int], total: float, attention: list[np.ndarray] | None, eos_id: int, length_penalty: float
-) -> SearchResult:
-    """A greedy hypothesis: strip the eos (it still counts in the length) and stack its attention rows."""
-    length = len(emitted)
-    ids = emitted[:-1] if emitted and emitted[-1] == eos_id else emitted
-    stacked = np.stack(attention)[: len(ids)] if attention else None  # (0, S) when eos came first
-    score = float(length_normalized(total, length, length_penalty))
-    return SearchResult(ids, score, stacked, truncated=len(ids) == length)
+    """`BeamSearch` over a decoder holding `len(max_lengths) * beam_size` rows, sentence-major; n-best lists."""
+    search = BeamSearch(max_lengths, bos_id, eos_id, beam_size, n_best, length_penalty, return_attention, never)
+    return run_search(decoder, search, len(max_lengths))

@@ -19,7 +19,6 @@ from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.auth import BearerAuthInterceptor
 from service.backend import ModelSet, TranslationBackend
-from service.batcher import Batcher, BatchLimits
 from service.calls.accounting import CallAccounting
 from service.config import ConfigError, PortBusy, Settings
 from service.decoding import DecodingInterceptor
@@ -29,6 +28,7 @@ from service.http.metrics_server import MetricsHttpServer, start_metrics_server
 from service.http.routes import HttpApi, Readiness
 from service.http.server import HttpServer
 from service.metrics import Metrics
+from service.scheduling import SentenceScheduler, make_scheduler
 from service.servicer import TranslatorServicer
 from service.telemetry.build import build_info
 from service.translation import TranslationService
@@ -49,7 +49,7 @@ class TranslationServer:
     settings: Settings
     models: ModelSet
     metrics: Metrics
-    batcher: Batcher
+    batcher: SentenceScheduler
     grpc_server: grpc.aio.Server
     health: health.aio.HealthServicer
     port: int
@@ -145,7 +145,7 @@ def build_server(
     except ModelNotFound as exc:
         raise ConfigError(f"default_model: {exc}") from None
     metrics = Metrics(registry)
-    batcher = Batcher(models, BatchLimits.from_settings(settings), metrics)
+    batcher = make_scheduler(settings, models, metrics)
     interceptors: list[grpc.aio.ServerInterceptor] = [CallAccounting(metrics)]
     if settings.auth_tokens:
         tokens = [t.get_secret_value() for t in settings.auth_tokens]

@@ -6,10 +6,11 @@ from dataclasses import replace
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.backend import ModelSet
-from service.batcher import Batcher, BatchKey, Item
+from service.batcher import BatchKey, Item
 from service.config import Settings
 from service.convert import BLANK, to_response
 from service.errors import ResponseTooLarge
+from service.scheduling import SentenceScheduler
 from service.text.markup_translation import translated_document
 from service.types import Translation
 from service.validation import Job, Markup, is_blank, validate
@@ -20,7 +21,7 @@ STREAM_STATUS_BYTES = pb.TranslateResponse(status=pb.Status()).ByteSize()  # wha
 class TranslationService:
     """Answers Translate and ListModels requests with the served models and the batcher."""
 
-    def __init__(self, models: ModelSet, batcher: Batcher, settings: Settings) -> None:
+    def __init__(self, models: ModelSet, batcher: SentenceScheduler, settings: Settings) -> None:
         self.models = models
         self._batcher = batcher
         self._settings = settings

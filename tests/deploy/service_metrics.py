@@ -34,6 +34,11 @@ SERVICE_METRICS: dict[str, Metric] = {
         "gauge", "model", "version", "provider", "requested_provider", "source_language", "target_language"
     ),
     "mt_build_info": _m("gauge", "version", "revision", "onnxruntime", "python"),
+    "mt_rows_in_flight": _m("gauge", "model"),
+    "mt_decoder_steps_total": _m("counter", "model"),
+    "mt_sentence_joins_total": _m("counter", "model"),
+    "mt_sentence_leaves_total": _m("counter", "model", "reason"),
+    "mt_budget_refusals_total": _m("counter", "model", "limit"),
 }
 
 # Series of prometheus_client's process and platform collectors the dashboard and alerts may use.

@@ -1,0 +1,175 @@
+"""A cohort: sentences that joined the decode together and step together, one decoder call per step.
+
+The cache design. The bundled decoder graphs take one scalar `position` for all rows and let the new token
+attend to every cached self-attention position (there is no mask input for the self-attention cache). So
+rows at different positions cannot share a call without a re-export (a per-row position and a per-row
+self-attention mask over a left-aligned cache), and there is no checkpoint here to re-export the bundled
+models. Rows are therefore grouped by position: a cohort is the set of rows that joined at the same step.
+Between steps its rows leave (finished, cancelled or expired sentences, dropped beams) and are reordered
+(beams) through `RowCache.select`; sentences join by forming a new cohort (encoded, their cross-attention
+keys/values and an empty self-attention cache together). The scheduler interleaves the steps of all
+cohorts of a model, so a new sentence starts at the next step of any worker, not after a running batch.
+
+`RowCache` is the one interface the scheduler needs from a cache; an in-place preallocated cache (or a
+graph taking per-row positions, where cohorts could merge) implements the same operations.
+
+Within a cohort, sentences with different decode options share every decoder call: each row's step is
+independent of the other rows, so each group of equal options is searched by its own rule on its own
+contiguous block of rows. Only the source padding is shared (the memory is padded to the longest source
+of the cohort and masked), which leaves fp32 results as they are alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Protocol
+
+import numpy as np
+
+from service.search import SearchResult, StepSearch
+from service.types import DecodeOptions, StageTimings, Translation
+
+
+class RowCache(Protocol):
+    """A decoder's key/value cache over rows (sentences x beams), stepped one position at a time."""
+
+    def step(self, tokens: np.ndarray, position: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Feed one token per row at `position`; log-probabilities (rows, V) and cross-attention or None."""
+        ...
+
+    def select(self, rows: np.ndarray) -> None:
+        """Keep these rows, in this order: rows leave (finished, cancelled) and beams are reordered."""
+        ...
+
+
+class StepBackend(Protocol):
+    """What the scheduler needs of a model (service.engine.Engine) to run it step by step."""
+
+    def source_ids(self, text: str) -> list[int]: ...
+    def encode(self, sources: Sequence[Sequence[int]], beam_size: np.ndarray, return_attention: bool) -> RowCache: ...
+    def new_search(self, sources: list[list[int]], options: DecodeOptions) -> StepSearch: ...
+    def max_lengths(self, source_tokens: Sequence[int], options: DecodeOptions) -> np.ndarray: ...
+    def translation(self, source: list[int], found: list[SearchResult], options: DecodeOptions) -> Translation: ...
+
+
+class Owner(Protocol):
+    """The request a sentence belongs to, as the cohort sees it."""
+
+    @property
+    def gone(self) -> bool:
+        """True once the request needs no more results (cancelled, expired or failed)."""
+        ...
+
+
+@dataclass(eq=False)
+class Sentence:
+    """One sentence of a request on its way through the scheduler."""
+
+    owner: Owner
+    index: int  # in its request
+    source: list[int]
+    options: DecodeOptions
+    tokenize_s: float = 0.0
+    enqueued: float = field(default_factory=time.monotonic)
+
+    @property
+    def rows(self) -> int:
+        return self.options.beam_size
+
+
+@dataclass
+class _Group:
+    """The sentences of one decode option in a cohort, searched together on a contiguous block of rows."""
+
+    options: DecodeOptions
+    sentences: list[Sentence]
+    search: StepSearch
+    live: set[int]  # indices of the sentences still searching
+
+
+class Cohort:
+    """Sentences encoded together and stepped together; see the module docstring."""
+
+    def __init__(self, backend: StepBackend, sentences: Sequence[Sentence]) -> None:
+        started = time.perf_counter()
+        ordered = sorted(sentences, key=lambda s: _option_key(s.options))  # stable: each group keeps its order
+        self._backend = backend
+        self._cache = backend.encode(
+            [s.source for s in ordered],
+            np.array([s.rows for s in ordered]),
+            any(s.options.return_attention for s in ordered),
+        )
+        groups = [list(g) for _, g in groupby(ordered, key=lambda s: _option_key(s.options))]
+        self._groups = [
+            _Group(g[0].options, g, backend.new_search([s.source for s in g], g[0].options), set(range(len(g))))
+            for g in groups
+        ]
+        self.position = 0
+        self.start_rows = self.rows
+        self.encode_s = time.perf_counter() - started
+        self._started = time.perf_counter()
+
+    @property
+    def rows(self) -> int:
+        return sum(g.search.rows for g in self._groups)
+
+    def sentences(self) -> list[Sentence]:
+        """The sentences still searching."""
+        return [g.sentences[i] for g in self._groups for i in sorted(g.live)]
+
+    def drop_gone(self) -> list[Sentence]:
+        """Removes the rows of sentences whose request is gone; returns those sentences."""
+        dropped: list[Sentence] = []
+        blocks = []
+        offset = 0
+        for group in self._groups:
+            gone = [i for i in group.live if group.sentences[i].owner.gone]
+            rows = group.search.rows
+            if gone:
+                group.live.difference_update(gone)
+                dropped.extend(group.sentences[i] for i in gone)
+                blocks.append(offset + group.search.drop(np.array(gone)))
+            else:
+                blocks.append(offset + np.arange(rows))
+            offset += rows
+        if dropped and self.rows:
+            self._cache.select(np.concatenate(blocks))
+        self._groups = [g for g in self._groups if g.search.rows]  # a finished search takes no more steps
+        return dropped
+
+    def step(self) -> list[tuple[Sentence, Translation]]:
+        """One decoder call over all rows; returns the sentences that finished, with their translations."""
+        tokens = np.concatenate([g.search.tokens for g in self._groups])
+        log_probs, cross = self._cache.step(tokens, self.position)
+        self.position += 1
+        finished: list[tuple[Sentence, Translation]] = []
+        blocks, changed, offset = [], False, 0
+        for group in self._groups:
+            rows = group.search.rows
+            block = slice(offset, offset + rows)
+            outcome = group.search.advance(log_probs[block], None if cross is None else cross[block])
+            changed |= outcome.rows is not None
+            blocks.append(offset + (np.arange(rows) if outcome.rows is None else outcome.rows))
+            offset += rows
+            for i, found in outcome.finished.items():
+                group.live.discard(i)
+                finished.append((group.sentences[i], self._translation(group.sentences[i], found)))
+        if changed and self.rows:
+            self._cache.select(np.concatenate(blocks))
+        self._groups = [g for g in self._groups if g.search.rows]
+        return finished
+
+    def _translation(self, sentence: Sentence, found: list[SearchResult]) -> Translation:
+        translation = self._backend.translation(sentence.source, found, sentence.options)
+        decode = time.perf_counter() - self._started
+        translation.timings = StageTimings(tokenize=sentence.tokenize_s, encode=self.encode_s, decode=decode)
+        return translation
+
+
+def _option_key(options: DecodeOptions) -> tuple[object, ...]:
+    """Orders (and groups) decode options; None sorts before every max_length."""
+    max_length = -1 if options.max_length is None else options.max_length
+    return (options.beam_size, options.n_best, options.length_penalty, max_length, options.return_attention)

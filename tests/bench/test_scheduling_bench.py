@@ -1,0 +1,34 @@
+"""The scheduling benchmarks end to end on the tiny model: every scenario runs for both schedulers (behaviour,
+never speed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import scheduling, step_profile
+from tests.support.tiny import write_source_sentences
+
+
+@pytest.mark.slow
+def test_both_schedulers_run_every_scenario(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text_file = write_source_sentences(tmp_path / "sentences.txt", 80)
+    argv = ["--models-root", str(tiny_model_dir.parent), "--model", tiny_model_dir.name, "--text-file", str(text_file)]
+    assert scheduling.main([*argv, "--duration", "0.3"]) == 0
+    table = capsys.readouterr().out
+    assert "| measure | batch | continuous |" in table
+    for measure in ("lone_s", "beside_heavy_s", "after_cancel_s", "mixed_single_p99_s", "saturation_sentences_per_s"):
+        assert f"| {measure} |" in table
+    assert "| sigterm_answered |" in table and "| sigterm_unavailable |" in table
+
+
+def test_step_profile_reports_every_case(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text_file = write_source_sentences(tmp_path / "sentences.txt", 64)
+    assert step_profile.main(["--model-dir", str(tiny_model_dir), "--text-file", str(text_file), "--repeats", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [tuple(int(cell) for cell in row.split("|")[1:3]) for row in rows] == list(step_profile.CASES)

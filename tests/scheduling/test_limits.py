@@ -1,0 +1,72 @@
+"""Budgets refuse work before it starts; no request holds more than its share of a model's rows."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from service.batcher import BatchKey, Item
+from service.engine import Engine
+from service.metrics import Metrics
+from service.scheduling import Scheduler, SchedulerLimits
+from service.scheduling.budget import BudgetExceeded
+from service.scheduling.cohort import Sentence
+from service.scheduling.scheduler import ModelScheduler, Ticket
+from service.types import DecodeOptions
+from tests.support.tiny import source_sentences
+
+TEXTS = source_sentences(8, seed=3)
+
+
+def refusal(engine: Engine, limits: SchedulerLimits, options: DecodeOptions) -> tuple[str, Metrics]:
+    metrics = Metrics()
+
+    async def run() -> str:
+        scheduler = Scheduler({"en-fr": engine}, limits, metrics)
+        items = [Item(t, engine.count_tokens(t)) for t in TEXTS]
+        try:
+            with pytest.raises(BudgetExceeded) as refused:
+                await scheduler.submit(items, BatchKey("en-fr", options))
+            return str(refused.value)
+        finally:
+            await scheduler.close(1)
+
+    return asyncio.run(run()), metrics
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_a_request_over_the_compute_budget_is_refused_before_any_work(engine: Engine) -> None:
+    message, metrics = refusal(engine, SchedulerLimits(max_request_work=100), DecodeOptions(beam_size=4))
+    assert "max_request_work allows 100" in message
+    assert value(metrics, "mt_budget_refusals_total", model="en-fr", limit="max_request_work") == 1
+    assert value(metrics, "mt_sentence_joins_total", model="en-fr") == 0
+
+
+def test_a_request_whose_response_would_be_too_large_is_refused_before_any_work(engine: Engine) -> None:
+    limits = SchedulerLimits(max_response_bytes=1024)
+    message, metrics = refusal(engine, limits, DecodeOptions(beam_size=4, n_best=4, return_attention=True))
+    assert "max_message_bytes allows 1024" in message
+    assert value(metrics, "mt_budget_refusals_total", model="en-fr", limit="max_message_bytes") == 1
+    assert value(metrics, "mt_decoder_steps_total", model="en-fr") == 0
+
+
+def test_no_request_joins_with_more_than_its_share_of_the_rows(engine: Engine) -> None:
+    limits = SchedulerLimits(max_rows=8, max_request_share=0.5, workers=0)  # no worker: joins are computed here
+    options = DecodeOptions(beam_size=2)
+
+    async def run() -> tuple[list[int], list[int]]:
+        model = ModelScheduler("en-fr", engine, limits, Metrics())
+        big, small = Ticket(len(TEXTS), None), Ticket(1, None)
+        model.enqueue([Sentence(big, i, engine.source_ids(t), options) for i, t in enumerate(TEXTS)])
+        model.enqueue([Sentence(small, 0, engine.source_ids(TEXTS[0]), options)])
+        first = model._joining()
+        second = model._joining()  # the big request holds its share: its other sentences wait
+        return [len([s for s in first if s.owner is t]) for t in (big, small)], [len(second), big.rows]
+
+    (big_joined, small_joined), (later, big_rows) = asyncio.run(run())
+    assert (big_joined, small_joined) == (2, 1)  # 2 sentences x 2 beams = 4 rows = half of 8
+    assert later == 0 and big_rows == 4
