@@ -197,8 +197,6 @@ class Engine:
         decoded = time.perf_counter()
         results = dict(zip(nonempty, found, strict=True))
         translations = [self.translation(sources[i], results.get(i, []), options) for i in range(len(texts))]
-        if options.attention_detail:
-            translations = [replace(t, detail=self._detail(s, t)) for s, t in zip(sources, translations, strict=True)]
         timings = StageTimings(
             tokenize=tokenized - started + time.perf_counter() - decoded,
             encode=encoded - tokenized,
@@ -262,7 +260,8 @@ class Engine:
         return np.minimum(lengths, self._manifest.max_positions)
 
     def translation(self, source: list[int], found: list[SearchResult], options: DecodeOptions) -> Translation:
-        """Strings and trimmed attention for one sentence; `found` is empty when the source was."""
+        """Strings, trimmed attention and, if asked, the attention detail of one sentence; `found` is empty when
+        the source was."""
         source_tokens = self._pieces(source)
         if not source:
             empty = np.zeros((0, 0), dtype=np.float32) if options.return_attention else None
@@ -278,7 +277,10 @@ class Engine:
             )
             for r in found
         ]
-        return Translation(source_tokens, hypotheses)
+        translation = Translation(source_tokens, hypotheses)
+        return (
+            replace(translation, detail=self._detail(source, translation)) if options.attention_detail else translation
+        )
 
     def _detail(self, source: list[int], translation: Translation) -> AttentionDetail | None:
         """Every layer's and head's attention of the best hypothesis; None for an empty source."""
