@@ -74,9 +74,14 @@ class TranslatorClient:
         length_penalty: float = 0.0,
         return_scores: bool = False,
         return_attention: bool = False,
+        no_repeat_ngram_size: int | None = None,
+        source_language: str = "",
+        target_language: str = "",
+        strict_language: bool = False,
         request_id: str | None = None,
     ) -> pb.TranslateResponse:
-        """Translates `texts` in one request (0 = the server's default for each option)."""
+        """Translates `texts` in one request (0 = the server's default for each option; None for
+        `no_repeat_ngram_size`). Each text may be a whole document: the response has its segments."""
         request = translate_request(
             texts,
             model=model,
@@ -86,6 +91,10 @@ class TranslatorClient:
             length_penalty=length_penalty,
             return_scores=return_scores,
             return_attention=return_attention,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            source_language=source_language,
+            target_language=target_language,
+            strict_language=strict_language,
         )
         metadata = self._metadata + ((("x-request-id", request_id),) if request_id else ())
         response: pb.TranslateResponse = self._stub.Translate(request, self._timeout, metadata)
@@ -132,7 +141,7 @@ def translate_request(texts: Sequence[str], **fields: Any) -> pb.TranslateReques
                 raise ValueError(
                     f"{name} is not valid Unicode: {exc.reason} ({value[exc.start]!r} at position {exc.start})"
                 ) from None
-    return pb.TranslateRequest(texts=texts, **fields)
+    return pb.TranslateRequest(texts=texts, **{name: value for name, value in fields.items() if value is not None})
 
 
 def service_config(load_balancing: LoadBalancing | None = None, retries: int = 0) -> str | None:

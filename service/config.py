@@ -44,10 +44,17 @@ class Settings(BaseSettings):
     max_batch_size: Positive = Field(32, description="sentences in one model call")
     max_batch_tokens: Positive = Field(4096, description="padded source tokens in one model call")
     max_queue_delay_ms: float = Field(5.0, ge=0, description="longest wait for a fuller batch, under load")
-    max_queue_size: Positive = Field(1024, description="sentences waiting per model before refusing work")
+    max_queue_size: Positive = Field(
+        4096, description="sentences waiting per model before refusing work; also the most sentences of one request"
+    )
     max_texts_per_request: Positive = 64
-    max_text_chars: Positive = 2000
-    max_text_tokens: Positive = Field(256, description="source tokens of a text, eos included; a model may take fewer")
+    max_request_chars: Positive = Field(100_000, description="characters of all the texts of one request")
+    max_text_tokens: int = Field(
+        256, ge=8, description="source tokens of one sentence, eos included; longer ones are cut; a model may take less"
+    )
+    no_repeat_ngram_size: int = Field(
+        0, ge=0, le=16, description="default n-gram size of the repeat guard (0: off); a request may set its own"
+    )
     max_beam_size: Positive = 8
     max_n_best: Positive = 8
     max_length_limit: Positive = Field(512, description="largest max_length a request may ask for")

@@ -211,7 +211,15 @@ class Engine:
     ) -> list[list[SearchResult]]:
         ids, lengths = self._manifest.special_ids, self._max_lengths(sources, options)
         if options.beam_size == 1:
-            found = greedy_search(decoder, lengths, ids.bos, ids.eos, options.length_penalty, options.return_attention)
+            found = greedy_search(
+                decoder,
+                lengths,
+                ids.bos,
+                ids.eos,
+                options.length_penalty,
+                options.return_attention,
+                options.no_repeat_ngram_size,
+            )
             return [[result] for result in found]
         return beam_search(
             decoder,
@@ -222,6 +230,7 @@ class Engine:
             options.n_best,
             options.length_penalty,
             options.return_attention,
+            options.no_repeat_ngram_size,
         )
 
     def _max_lengths(self, sources: list[list[int]], options: DecodeOptions) -> np.ndarray:

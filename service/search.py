@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 
 class IncrementalDecoder(Protocol):
@@ -38,6 +39,17 @@ def length_normalized(total_log_prob: float | np.ndarray, length: int, length_pe
     return total_log_prob / (max(length, 1) ** length_penalty)
 
 
+def block_repeated_ngrams(log_probs: np.ndarray, history: np.ndarray, size: int) -> None:
+    """Sets to -inf, in place, the log-probability of every token that would repeat an n-gram of `size` (>= 2)
+    tokens already in its row's `history` (rows, steps so far): the guard against output that loops."""
+    steps, prefix = history.shape[1], size - 1  # prefix: the n-gram's tokens before its last one
+    if size < 2 or steps < size:
+        return
+    earlier = sliding_window_view(history[:, : steps - 1], prefix, axis=1)  # (rows, starts, prefix)
+    rows, starts = np.nonzero((earlier == history[:, None, steps - prefix :]).all(axis=-1))
+    log_probs[rows, history[rows, starts + prefix]] = -np.inf
+
+
 def greedy_search(
     decoder: IncrementalDecoder,
     max_lengths: np.ndarray,
@@ -45,6 +57,7 @@ def greedy_search(
     eos_id: int,
     length_penalty: float = 1.0,
     return_attention: bool = False,
+    no_repeat_ngram_size: int = 0,
 ) -> list[SearchResult]:
     """Take the most probable token at every step; finished sentences leave the batch at once.
 
@@ -61,6 +74,8 @@ def greedy_search(
     totals = np.zeros(batch)
     for position in range(steps):
         log_probs, cross = decoder.step(tokens, position)
+        if no_repeat_ngram_size:
+            block_repeated_ngrams(log_probs, emitted[alive, :position], no_repeat_ngram_size)
         tokens = log_probs.argmax(axis=-1)
         totals[alive] += log_probs[rows, tokens]
         emitted[alive, position] = tokens
@@ -96,6 +111,7 @@ def beam_search(
     n_best: int = 1,
     length_penalty: float = 1.0,
     return_attention: bool = False,
+    no_repeat_ngram_size: int = 0,
 ) -> list[list[SearchResult]]:
     """Keep the `beam_size` best prefixes per sentence; a sentence ends once it has `beam_size` finished
     hypotheses (or reaches its maximum length) and returns its `n_best` best, best first.
@@ -111,6 +127,8 @@ def beam_search(
     tokens = np.full(batch * k, bos_id, dtype=np.int64)
     for position in range(int(max_lengths.max())):
         log_probs, cross = decoder.step(tokens, position)
+        if no_repeat_ngram_size:
+            block_repeated_ngrams(log_probs, history, no_repeat_ngram_size)
         # A sentence's 2K best continuations are among the 2K best tokens of each of its K rows: rank those.
         per_row = min(2 * k, log_probs.shape[-1])
         row_tokens = np.argpartition(log_probs, -per_row, axis=1)[:, -per_row:]  # (b*K, 2K)

@@ -6,9 +6,9 @@ from service.api.translation.v1 import translation_pb2 as pb
 from service.backend import ModelSet
 from service.batcher import Batcher, BatchKey, Item
 from service.config import Settings
-from service.convert import BLANK, to_response
+from service.convert import to_response
 from service.errors import ResponseTooLarge
-from service.validation import is_blank, validate
+from service.validation import validate
 
 STREAM_STATUS_BYTES = pb.TranslateResponse(status=pb.Status()).ByteSize()  # what TranslateStream adds to a response
 
@@ -29,13 +29,10 @@ class TranslationService:
         `deadline` is a time.monotonic() instant or None.
         """
         job = validate(request, self.models, self._settings)
-        todo = [i for i, text in enumerate(job.texts) if not is_blank(text)]
-        items = [Item(job.texts[i], job.tokens[i]) for i in todo]
-        done = await self._batcher.submit(items, BatchKey(job.model, job.options), deadline)
-        translations = [BLANK] * len(job.texts)
-        for i, translation in zip(todo, done, strict=True):
-            translations[i] = translation
-        response = to_response(job, translations, request_id)
+        items = [Item(s.source, s.tokens) for document in job.documents for s in document.sentences]
+        done = iter(await self._batcher.submit(items, BatchKey(job.model, job.options), deadline))
+        per_text = [[next(done) for _ in document.sentences] for document in job.documents]
+        response = to_response(job, per_text, request_id)
         response.id = request.id
         size, limit = response.ByteSize() + STREAM_STATUS_BYTES, self._settings.max_message_bytes
         if size > limit:

@@ -16,6 +16,7 @@ class DecodeOptions:
     length_penalty: float = 1.0
     max_length: int | None = None  # cap on target tokens; None -> the engine's a * source_length + b
     return_attention: bool = False
+    no_repeat_ngram_size: int = 0  # block any repeat of an n-gram of this many target tokens; 0 = no blocking
 
 
 @dataclass

@@ -6,21 +6,22 @@ import math
 from dataclasses import dataclass
 
 from service.api.translation.v1 import translation_pb2 as pb
-from service.backend import ModelSet
+from service.backend import ModelSet, TranslationBackend
 from service.config import Settings
 from service.errors import InvalidRequest
+from service.text.document import Document, split_document
 from service.types import DecodeOptions
 
 MAX_LENGTH_PENALTY = 5.0
+MAX_NO_REPEAT_NGRAM_SIZE = 16
 
 
 @dataclass(frozen=True)
 class Job:
-    """A valid request: texts (with their source token counts; 0 for blank texts), model and options."""
+    """A valid request: its texts as documents (split into sentences the model takes), model and options."""
 
     model: str
-    texts: list[str]
-    tokens: list[int]
+    documents: list[Document]
     options: DecodeOptions
     return_scores: bool
 
@@ -37,22 +38,29 @@ def validate(request: pb.TranslateRequest, models: ModelSet, settings: Settings)
         raise InvalidRequest("texts is empty; send at least one text")
     if len(texts) > settings.max_texts_per_request:
         raise InvalidRequest(f"{len(texts)} texts in one request; at most {settings.max_texts_per_request} are allowed")
+    chars = sum(map(len, texts))
+    if chars > settings.max_request_chars:
+        raise InvalidRequest(
+            f"the texts have {chars} characters in all; at most {settings.max_request_chars} are allowed in one request"
+        )
     model = models.resolve(request.model)
     options = decode_options(request, settings)
-    backend = models[model]
+    documents = [_document(text, models[model], settings) for text in texts]
+    sentences = sum(len(d.sentences) for d in documents)
+    if sentences > settings.max_queue_size:
+        raise InvalidRequest(
+            f"the texts have {sentences} sentences in all; at most {settings.max_queue_size} (the size of a model's"
+            " queue) are allowed in one request"
+        )
+    return Job(model, documents, options, request.return_scores)
+
+
+def _document(text: str, backend: TranslationBackend, settings: Settings) -> Document:
+    """The text split into sentences that fit the model; none for a blank text."""
+    if is_blank(text):
+        return Document(text, [])
     max_tokens = min(settings.max_text_tokens, backend.max_source_tokens)
-    whose = f" by model {model}" if max_tokens < settings.max_text_tokens else ""
-    tokens = []
-    for i, text in enumerate(texts):
-        if len(text) > settings.max_text_chars:
-            raise InvalidRequest(
-                f"texts[{i}] has {len(text)} characters; at most {settings.max_text_chars} are allowed"
-            )
-        n = 0 if is_blank(text) else backend.count_tokens(text)
-        if n > max_tokens:
-            raise InvalidRequest(f"texts[{i}] has {n} tokens; at most {max_tokens} are allowed{whose}")
-        tokens.append(n)
-    return Job(model, texts, tokens, options, request.return_scores)
+    return split_document(text, backend.manifest.source_language, backend.count_tokens, max_tokens)
 
 
 def decode_options(request: pb.TranslateRequest, settings: Settings) -> DecodeOptions:
@@ -78,8 +86,22 @@ def decode_options(request: pb.TranslateRequest, settings: Settings) -> DecodeOp
         )
     return DecodeOptions(
         beam_size=beam_size,
+        no_repeat_ngram_size=no_repeat_ngram_size(request, settings),
         n_best=n_best,
         length_penalty=penalty,
         max_length=request.max_length or None,
         return_attention=request.return_attention,
     )
+
+
+def no_repeat_ngram_size(request: pb.TranslateRequest, settings: Settings) -> int:
+    """The request's n-gram size of the repeat guard: its own if set, else the server's default."""
+    if not request.HasField("no_repeat_ngram_size"):
+        return settings.no_repeat_ngram_size
+    size = request.no_repeat_ngram_size
+    if size == 1 or size > MAX_NO_REPEAT_NGRAM_SIZE:
+        raise InvalidRequest(
+            f"no_repeat_ngram_size is {size}; it must be 0 (no guard) or between 2 and {MAX_NO_REPEAT_NGRAM_SIZE}"
+            " (unset: the server's default)"
+        )
+    return size

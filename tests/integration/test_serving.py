@@ -73,9 +73,13 @@ def test_command_line_client(service: ServiceProcess, engines: dict[str, Engine]
     assert picture.read_bytes().startswith(b"\x89PNG")
 
 
-def test_text_too_long_for_the_model_is_invalid(service: ServiceProcess, engines: dict[str, Engine]) -> None:
-    limit = engines[MODEL].max_source_tokens  # below the server's max_text_tokens for the tiny model
-    with service.client() as client, pytest.raises(grpc.RpcError) as error:
-        client.translate(["cat " * limit])
-    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error.value.details() == f"texts[0] has {limit + 1} tokens; at most {limit} are allowed by model {MODEL}"
+def test_text_too_long_for_the_model_is_cut(service: ServiceProcess, engines: dict[str, Engine]) -> None:
+    """Over the model's token limit (below the server's for the tiny model): cut between words, all parts
+    translated (fp32: batch-invariant, so each part as alone)."""
+    text = "cat " * engines[FP32_MODEL].max_source_tokens
+    with service.client() as client:
+        translation = client.translate([text], model=FP32_MODEL).translations[0]
+    parts = [text[s.start : s.end] for s in translation.segments]
+    assert len(parts) == 2 and " ".join(parts) == text.strip()
+    alone = [t.best.text for t in engines[FP32_MODEL].translate(parts, DecodeOptions())]
+    assert translation.hypotheses[0].text == " ".join(alone) + " "

@@ -16,6 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.engine import Engine
+from service.text.casing import restore
+from service.text.document import Document, split_document
 from service.types import DecodeOptions, Translation
 from tests.reliability.tally import TALLY
 from tests.support.tiny import source_sentences
@@ -97,8 +99,10 @@ def code(outcome: Outcome[Any]) -> grpc.StatusCode | None:
 
 
 def options_of(request: pb.TranslateRequest) -> DecodeOptions:
-    """The search a request asks for, as the API documents its zero values."""
+    """The search a request asks for, as the API documents its zero values (the server's default repeat guard
+    is off)."""
     return DecodeOptions(
+        no_repeat_ngram_size=request.no_repeat_ngram_size,
         beam_size=request.beam_size or 1,
         n_best=request.n_best or 1,
         length_penalty=request.length_penalty or 1.0,
@@ -108,11 +112,16 @@ def options_of(request: pb.TranslateRequest) -> DecodeOptions:
 
 
 class Reference:
-    """The engine's answer to each text alone, computed once per distinct (text, options)."""
+    """The engine's answer to each sentence of a text alone, computed once per distinct (sentence, options)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._answers: dict[tuple[str, DecodeOptions], Translation] = {}
+
+    def document(self, text: str) -> Document:
+        """The text split as the server splits it (the tiny model takes fewer tokens than the server's limit)."""
+        language = self._engine.manifest.source_language
+        return split_document(text, language, self._engine.count_tokens, self._engine.max_source_tokens)
 
     def answer(self, text: str, options: DecodeOptions) -> Translation:
         key = (text, options)
@@ -128,17 +137,43 @@ class Reference:
             and response.model == (request.model or self._engine.manifest.name)
             and len(response.translations) == len(request.texts)
             and all(
-                _same(self.answer(text, options), got, request)
+                self._same_text(text, got, request, options)
                 for text, got in zip(request.texts, response.translations, strict=False)
             )
         )
         TALLY.wrong += not right
         return right
 
+    def _same_text(self, text: str, got: pb.Translation, request: pb.TranslateRequest, options: DecodeOptions) -> bool:
+        """Each sentence's segment is its answer alone, and the text's hypotheses are those put in its layout."""
+        if not text.strip():
+            return _same(self.answer(text, options), got, request)
+        document = self.document(text)
+        answers = [self.answer(s.source, options) for s in document.sentences]
+        if len(got.segments) != len(answers):
+            return False
+        for sentence, answer, segment in zip(document.sentences, answers, got.segments, strict=True):
+            cased = [restore(h.text, sentence.casing) for h in answer.hypotheses]
+            if (segment.start, segment.end) != (sentence.span.start, sentence.span.end):
+                return False
+            if not _same(answer, segment, request, cased):
+                return False
+        ranks = min((len(a.hypotheses) for a in answers), default=1)
+        texts = [document.assemble([a.hypotheses[rank].text for a in answers]) for rank in range(ranks)]
+        if len(answers) == 1:
+            return _same(answers[0], got, request, texts)
+        return [h.text for h in got.hypotheses] == texts
 
-def _same(expected: Translation, got: pb.Translation, request: pb.TranslateRequest) -> bool:
+
+def _same(
+    expected: Translation,
+    got: pb.Translation | pb.Segment,
+    request: pb.TranslateRequest,
+    texts: list[str] | None = None,
+) -> bool:
+    """`got` holds the expected hypotheses (with `texts`, cased like the source, if given)."""
     hypotheses = expected.hypotheses
-    if [h.text for h in got.hypotheses] != [h.text for h in hypotheses]:
+    if [h.text for h in got.hypotheses] != (texts if texts is not None else [h.text for h in hypotheses]):
         return False
     if [list(h.tokens) for h in got.hypotheses] != [h.tokens for h in hypotheses]:
         return False

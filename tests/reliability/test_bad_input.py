@@ -20,6 +20,7 @@ from service.client import TranslatorClient, translate_request
 from service.client import main as client_main
 from service.config import Settings
 from service.engine import Engine
+from service.validation import MAX_NO_REPEAT_NGRAM_SIZE
 from tests.reliability.calls import (
     TEXTS,
     Outcome,
@@ -31,10 +32,7 @@ from tests.reliability.calls import (
     collect,
     inline,
     raw,
-    send,
-    until,
 )
-from tests.reliability.hooks import HookedEngine, run_held
 from tests.reliability.tally import TALLY
 from tests.service.harness import ServerThread
 
@@ -87,6 +85,7 @@ CASES = st.fixed_dictionaries(
         "length_penalty": st.floats(width=32),
         "return_scores": st.booleans(),
         "return_attention": st.booleans(),
+        "no_repeat_ngram_size": st.none() | st.integers(0, 17) | st.just(2**32 - 1),
     }
 )
 
@@ -110,12 +109,16 @@ def problems(request: pb.TranslateRequest, limits: Settings, engine: Engine) -> 
         found.append((INVALID, f"max_length is {request.max_length}"))
     if not (math.isfinite(penalty) and 0 < penalty <= 5):
         found.append((INVALID, "length_penalty is"))
-    most_tokens = min(limits.max_text_tokens, engine.max_source_tokens)
-    for i, text in enumerate(texts[: limits.max_texts_per_request]):
-        if len(text) > limits.max_text_chars:
-            found.append((INVALID, f"texts[{i}] has {len(text)} characters"))
-        elif (tokens := engine.count_tokens(text)) > most_tokens:
-            found.append((INVALID, f"texts[{i}] has {tokens} tokens; at most {most_tokens}"))
+    size = request.no_repeat_ngram_size
+    if request.HasField("no_repeat_ngram_size") and (size == 1 or size > MAX_NO_REPEAT_NGRAM_SIZE):
+        found.append((INVALID, f"no_repeat_ngram_size is {size}"))
+    chars = sum(map(len, texts))
+    if chars > limits.max_request_chars:
+        found.append((INVALID, f"the texts have {chars} characters in all"))
+    elif len(texts) <= limits.max_texts_per_request:
+        sentences = sum(len(Reference(engine).document(text).sentences) for text in texts if text.strip())
+        if sentences > limits.max_queue_size:
+            found.append((INVALID, f"the texts have {sentences} sentences in all"))
     return found
 
 
@@ -264,24 +267,18 @@ def test_text_protobuf_cannot_carry_is_refused_by_the_client(
     TALLY.bad_inputs += 2
 
 
-def test_a_text_longer_than_the_model_takes_is_refused_alone(engine: Engine, reference: Reference) -> None:
-    """Within the server's token limit but over the model's: INVALID_ARGUMENT for it, not a failed batch."""
-    fine = pb.TranslateRequest(id="fine", texts=TEXTS[1:3])
-    too_long = pb.TranslateRequest(id="long", texts=[TEXTS[3], "cat " * engine.max_source_tokens])
+def test_a_text_longer_than_the_model_takes_is_translated_in_parts(server: ServerThread, reference: Reference) -> None:
+    """Over the model's token limit: cut between words, every part translated, nothing refused or dropped."""
+    too_long = "cat " * (2 * server.server.models["en-fr"].max_source_tokens)
+    request = pb.TranslateRequest(id="long", texts=[TEXTS[3], too_long])
 
-    async def scenario(server: ServerThread, backend: HookedEngine, stub: pb_grpc.TranslatorStub) -> None:
-        refused, answered = send(stub, too_long), send(stub, fine)
-        await until(lambda: server.depth() == 2 and refused.done() or server.depth() == 4)
-        backend.admit(2)
-        outcome = await refused
-        assert isinstance(outcome, grpc.aio.AioRpcError) and outcome.code() == grpc.StatusCode.INVALID_ARGUMENT
-        max_tokens = engine.max_source_tokens
-        expected = f"texts[1] has {max_tokens + 1} tokens; at most {max_tokens} are allowed by model en-fr"
-        assert outcome.details() == expected
-        response = await answered
-        assert isinstance(response, pb.TranslateResponse) and reference.matches(fine, response)
+    async def main() -> Outcome[pb.TranslateResponse]:
+        async with channel(server.address) as connection:
+            return await attempt(pb_grpc.TranslatorStub(connection).Translate(request))
 
-    run_held(engine, reference, scenario)
+    response = asyncio.run(main())
+    assert isinstance(response, pb.TranslateResponse) and reference.matches(request, response)
+    assert len(response.translations[1].segments) >= 2
     TALLY.bad_inputs += 1
 
 

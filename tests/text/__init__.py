@@ -1,0 +1,1 @@
+"""Tests of service/text: documents, casing, language."""
