@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from importlib import metadata
 
 from bench.machine import describe_machine
 
@@ -72,8 +73,8 @@ def main() -> None:
     print(f"machine: {describe_machine()['summary']}")
     print("| segmenter | paragraphs split right | 1 sentence, ms | 5-sentence paragraph, ms | document, ms |")
     print("|---|---:|---:|---:|---:|")
-    for name, make in (("pysbd 0.3.4", pysbd_splitter), ("sentencex", sentencex_splitter)):
-        measure(name, make())
+    for name, make in (("pysbd", pysbd_splitter), ("sentencex", sentencex_splitter)):
+        measure(f"{name} {metadata.version(name)}", make())
 
 
 if __name__ == "__main__":

@@ -192,7 +192,8 @@ def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m service.client", description="Translate the TEXT arguments, or the lines of stdin."
+        prog="python -m service.client",
+        description="Translate the TEXT arguments, or the lines of stdin, or a whole document (--document).",
     )
     parser.add_argument("texts", nargs="*", metavar="TEXT")
     parser.add_argument("--address", default=DEFAULT_ADDRESS, help="host:port of the server")
@@ -208,6 +209,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="one JSON object per text instead of plain text")
     parser.add_argument("--attention", type=Path, metavar="FILE.png", help="draw the first text's attention")
     parser.add_argument("--list-models", action="store_true", help="list the served models and exit")
+    parser.add_argument(
+        "--document",
+        metavar="FILE",
+        help="translate FILE ('-': stdin) as one document: its paragraphs, lines and list markers kept",
+    )
+    parser.add_argument("--no-repeat-ngram-size", type=int, help="n-gram size of the repeat guard (0: off)")
+    parser.add_argument("--source-language", default="", help="with --target-language: the pair, instead of --model")
+    parser.add_argument("--target-language", default="")
+    parser.add_argument(
+        "--strict-language", action="store_true", help="refuse text that seems to be in another language"
+    )
     return parser
 
 
@@ -221,28 +233,60 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for info in client.list_models():
                     print(json.dumps(MessageToDict(info, preserving_proto_field_name=True)))
                 return 0
+            if args.document is not None:
+                document = _read_document(args.document)
+                response = client.translate([document], **_options(args, args.attention is not None))
+                _print_document(document, response, args)
+                return 0
             for i, batch in enumerate(_batches(lines, args.batch_size)):
                 want_attention = args.attention is not None and i == 0
-                response = client.translate(
-                    batch,
-                    model=args.model,
-                    beam_size=args.beam_size,
-                    n_best=args.n_best,
-                    max_length=args.max_length,
-                    length_penalty=args.length_penalty,
-                    return_scores=args.scores,
-                    return_attention=want_attention,
-                )
+                response = client.translate(batch, **_options(args, want_attention))
                 if want_attention:
                     plot_attention(response.translations[0].hypotheses[0].attention, args.attention)
                 _print(batch, response, args.json)
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _options(args: argparse.Namespace, return_attention: bool) -> dict[str, Any]:
+    """The request options the command line asks for."""
+    return {
+        "model": args.model,
+        "beam_size": args.beam_size,
+        "n_best": args.n_best,
+        "max_length": args.max_length,
+        "length_penalty": args.length_penalty,
+        "return_scores": args.scores,
+        "return_attention": return_attention,
+        "no_repeat_ngram_size": args.no_repeat_ngram_size,
+        "source_language": args.source_language,
+        "target_language": args.target_language,
+        "strict_language": args.strict_language,
+    }
+
+
+def _read_document(name: str) -> str:
+    """The whole of a file, or of stdin for "-"."""
+    return sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+
+
+def _print_document(document: str, response: pb.TranslateResponse, args: argparse.Namespace) -> None:
+    """The translated document as it is (or as JSON with its segments); warnings on stderr."""
+    translation = response.translations[0]
+    for warning in translation.warnings:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    if args.attention is not None and translation.segments:
+        plot_attention(translation.segments[0].hypotheses[0].attention, args.attention)
+    if args.json:
+        entry = MessageToDict(translation, preserving_proto_field_name=True)
+        print(json.dumps({"source": document, **entry}, ensure_ascii=False))
+    else:
+        sys.stdout.write(translation.hypotheses[0].text)
 
 
 def _print(texts: list[str], response: pb.TranslateResponse, as_json: bool) -> None:

@@ -53,11 +53,14 @@ class Settings(BaseSettings):
         256, ge=8, description="source tokens of one sentence, eos included; longer ones are cut; a model may take less"
     )
     no_repeat_ngram_size: int = Field(
-        0, ge=0, le=16, description="default n-gram size of the repeat guard (0: off); a request may set its own"
+        4, ge=0, le=16, description="default n-gram size of the repeat guard (0: off); a request may set its own"
     )
     max_beam_size: Positive = 8
     max_n_best: Positive = 8
     max_length_limit: Positive = Field(512, description="largest max_length a request may ask for")
+    language_mismatch_confidence: float = Field(
+        0.8, gt=0, le=1, description="identifier confidence above which a text in another language gets a warning"
+    )
     grace_period_s: float = Field(10.0, ge=0, description="time to finish accepted work on shutdown")
     auth_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         [], description="accepted bearer tokens; empty = no authentication"
@@ -101,6 +104,8 @@ class Settings(BaseSettings):
         for path in (self.tls_cert_file, self.tls_key_file):
             if path is not None and not path.is_file():
                 raise ValueError(f"TLS file {path} does not exist")
+        if self.no_repeat_ngram_size == 1:
+            raise ValueError("no_repeat_ngram_size is 1: it must be 0 (no guard) or between 2 and 16")
         if self.max_n_best > self.max_beam_size:
             raise ValueError(f"max_n_best ({self.max_n_best}) exceeds max_beam_size ({self.max_beam_size})")
         if self.max_text_tokens > self.max_batch_tokens:

@@ -14,11 +14,13 @@ def to_response(job: Job, translations: list[list[Translation]], request_id: str
     return pb.TranslateResponse(
         model=job.model,
         request_id=request_id,
-        translations=[_translation(d, t, job) for d, t in zip(job.documents, translations, strict=True)],
+        translations=[
+            _translation(d, t, job, i) for i, (d, t) in enumerate(zip(job.documents, translations, strict=True))
+        ],
     )
 
 
-def _translation(document: Document, sentences: list[Translation], job: Job) -> pb.Translation:
+def _translation(document: Document, sentences: list[Translation], job: Job, index: int) -> pb.Translation:
     """A text's translation: hypothesis i assembles hypothesis i of every sentence (a blank text gets one empty
     hypothesis, a text of layout only itself); a text of one sentence has its sentence's tokens, score and
     attention."""
@@ -39,6 +41,10 @@ def _translation(document: Document, sentences: list[Translation], job: Job) -> 
         hypotheses=hypotheses,
         source_tokens=[token for t in sentences for token in t.source_tokens] if attention else [],
         segments=segments,
+        detected_language=pb.LanguageDetection(
+            language=job.languages[index].language, confidence=job.languages[index].confidence
+        ),
+        warnings=[pb.TranslationWarning(kind=w.kind, message=w.message) for w in job.warnings[index]],
     )
 
 

@@ -91,7 +91,7 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
         self, method: str, request: pb.TranslateRequest, request_id: str, deadline: float | None
     ) -> pb.TranslateResponse | ErrorStatus:
         """Translates one request, recording its metrics; an error comes back as its status."""
-        model = self._service.models.label(request.model)
+        model = self._service.model_label(request)
         result: pb.TranslateResponse | ErrorStatus
         with request_context(request_id), self._metrics.track(method, model) as outcome:
             try:

@@ -7,8 +7,8 @@ from service.backend import ModelSet
 from service.batcher import Batcher, BatchKey, Item
 from service.config import Settings
 from service.convert import to_response
-from service.errors import ResponseTooLarge
-from service.validation import validate
+from service.errors import ResponseTooLarge, ServiceError
+from service.validation import resolve_model, validate
 
 STREAM_STATUS_BYTES = pb.TranslateResponse(status=pb.Status()).ByteSize()  # what TranslateStream adds to a response
 
@@ -41,6 +41,13 @@ class TranslationService:
                 " ask for fewer texts, fewer hypotheses or no attention"
             )
         return response
+
+    def model_label(self, request: pb.TranslateRequest) -> str:
+        """The metrics label of the model a request means, "" if the server holds none such."""
+        try:
+            return resolve_model(request, self.models)
+        except ServiceError:
+            return ""
 
     def list_models(self) -> pb.ListModelsResponse:
         """The served models, the default first."""

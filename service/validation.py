@@ -10,10 +10,20 @@ from service.backend import ModelSet, TranslationBackend
 from service.config import Settings
 from service.errors import InvalidRequest
 from service.text.document import Document, split_document
+from service.text.language import DETECTOR, Detection
 from service.types import DecodeOptions
 
 MAX_LENGTH_PENALTY = 5.0
 MAX_NO_REPEAT_NGRAM_SIZE = 16
+LANGUAGE_MISMATCH = "LANGUAGE_MISMATCH"
+
+
+@dataclass(frozen=True)
+class TextWarning:
+    """Something the client should know about a text's translation."""
+
+    kind: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,8 @@ class Job:
     documents: list[Document]
     options: DecodeOptions
     return_scores: bool
+    languages: list[Detection]  # per text
+    warnings: list[list[TextWarning]]  # per text
 
 
 def is_blank(text: str) -> bool:
@@ -43,16 +55,57 @@ def validate(request: pb.TranslateRequest, models: ModelSet, settings: Settings)
         raise InvalidRequest(
             f"the texts have {chars} characters in all; at most {settings.max_request_chars} are allowed in one request"
         )
-    model = models.resolve(request.model)
+    model = resolve_model(request, models)
     options = decode_options(request, settings)
     documents = [_document(text, models[model], settings) for text in texts]
+    detections = [DETECTOR.detect(text) for text in texts]
+    notes = [_language_warnings(i, d, request, model, models, settings) for i, d in enumerate(detections)]
     sentences = sum(len(d.sentences) for d in documents)
     if sentences > settings.max_queue_size:
         raise InvalidRequest(
             f"the texts have {sentences} sentences in all; at most {settings.max_queue_size} (the size of a model's"
             " queue) are allowed in one request"
         )
-    return Job(model, documents, options, request.return_scores)
+    return Job(model, documents, options, request.return_scores, detections, notes)
+
+
+def resolve_model(request: pb.TranslateRequest, models: ModelSet) -> str:
+    """The model a request means: by name, else by language pair, else the default; both must agree."""
+    source, target = request.source_language, request.target_language
+    if not (source or target):
+        return models.resolve(request.model)
+    if not (source and target):
+        raise InvalidRequest("source_language and target_language go together: give both or neither")
+    if not request.model:
+        return models.for_pair(source, target)
+    name = models.resolve(request.model)
+    manifest = models[name].manifest
+    if (manifest.source_language, manifest.target_language) != (source, target):
+        pair = models.for_pair(source, target)  # NOT_FOUND if none, listing the served pairs
+        raise InvalidRequest(
+            f"model {name} translates {manifest.source_language} to {manifest.target_language}, not as"
+            f" source_language and target_language ask (model {pair} does): name the model, the languages, or both"
+            " in agreement"
+        )
+    return name
+
+
+def _language_warnings(
+    i: int, detection: Detection, request: pb.TranslateRequest, model: str, models: ModelSet, settings: Settings
+) -> list[TextWarning]:
+    """A warning if text i is clearly in another language than the model's source; refused if strict."""
+    source = models[model].manifest.source_language
+    if not detection.language or detection.language == source:
+        return []
+    if detection.confidence < settings.language_mismatch_confidence:
+        return []
+    message = (
+        f"texts[{i}] seems to be in {detection.language!r} (confidence {detection.confidence:.2f}), not in"
+        f" {source!r}, the source language of model {model}"
+    )
+    if request.strict_language:
+        raise InvalidRequest(f"{message}; strict_language refuses it (served pairs: {', '.join(models.pairs())})")
+    return [TextWarning(LANGUAGE_MISMATCH, message + "; translated anyway")]
 
 
 def _document(text: str, backend: TranslationBackend, settings: Settings) -> Document:

@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
+from service.config import Settings
 from service.engine import Engine
 from service.text.casing import restore
 from service.text.document import Document, split_document
@@ -24,6 +25,7 @@ from tests.support.tiny import source_sentences
 
 T = TypeVar("T")
 Outcome: TypeAlias = "T | grpc.aio.AioRpcError | None"  # the response, the error status, or None when lost
+DEFAULT_GUARD: int = Settings.model_fields["no_repeat_ngram_size"].default  # the server's repeat guard
 TEXTS = sorted(set(source_sentences(120, seed=21)))  # distinct sentences the tiny model knows
 SERVING = health_pb2.HealthCheckResponse.SERVING
 PATIENCE_S = 60.0  # a call without an answer after this long is lost
@@ -99,10 +101,10 @@ def code(outcome: Outcome[Any]) -> grpc.StatusCode | None:
 
 
 def options_of(request: pb.TranslateRequest) -> DecodeOptions:
-    """The search a request asks for, as the API documents its zero values (the server's default repeat guard
-    is off)."""
+    """The search a request asks for, as the API documents its zero values and unset fields."""
+    guard = request.no_repeat_ngram_size if request.HasField("no_repeat_ngram_size") else DEFAULT_GUARD
     return DecodeOptions(
-        no_repeat_ngram_size=request.no_repeat_ngram_size,
+        no_repeat_ngram_size=guard,
         beam_size=request.beam_size or 1,
         n_best=request.n_best or 1,
         length_penalty=request.length_penalty or 1.0,

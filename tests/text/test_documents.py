@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from service.config import Settings
 from service.engine import Engine
 from service.types import DecodeOptions
 from tests.service.harness import ServerThread
 from tests.support.tiny import source_sentences
 
+GUARD = Settings.model_fields["no_repeat_ngram_size"].default  # the server's default repeat guard
 SENTENCES = [s.capitalize() + "." for s in sorted(set(source_sentences(60, seed=5)))[:12]]
 
 
@@ -26,7 +28,7 @@ def test_a_document_translates_sentence_by_sentence_as_each_alone(
     with tiny_server.client() as client:
         response = client.translate([document, SENTENCES[9]], beam_size=beam_size, n_best=n_best, return_scores=True)
     translation = response.translations[0]
-    options = DecodeOptions(beam_size=beam_size, n_best=n_best)
+    options = DecodeOptions(beam_size=beam_size, n_best=n_best, no_repeat_ngram_size=GUARD)
     expected = [alone(fp32_engine, s, options) for s in first + second]
     assert [[h.text for h in segment.hypotheses] for segment in translation.segments] == expected
     assert [document[s.start : s.end] for s in translation.segments] == first + second
@@ -48,7 +50,7 @@ def test_a_thousand_sentence_document_goes_through(tiny_server: ServerThread, fp
         response = client.translate([document, SENTENCES[0]])
     segments = response.translations[0].segments
     assert len(segments) == 1000
-    translated = {s: alone(fp32_engine, s, DecodeOptions())[0] for s in SENTENCES}
+    translated = {s: alone(fp32_engine, s, DecodeOptions(no_repeat_ngram_size=GUARD))[0] for s in SENTENCES}
     assert [s.hypotheses[0].text for s in segments] == [translated[s] for s in sentences]
     assert response.translations[0].hypotheses[0].text.count("\n\n") == 99
 
@@ -59,7 +61,9 @@ def test_attention_and_scores_per_segment(tiny_server: ServerThread, fp32_engine
         response = client.translate([document], return_attention=True, return_scores=True)
     translation = response.translations[0]
     for segment, sentence in zip(translation.segments, SENTENCES[:3], strict=True):
-        expected = fp32_engine.translate([sentence], DecodeOptions(return_attention=True))[0]
+        expected = fp32_engine.translate([sentence], DecodeOptions(return_attention=True, no_repeat_ngram_size=GUARD))[
+            0
+        ]
         attention = segment.hypotheses[0].attention
         assert (attention.rows, attention.cols) == expected.best.attention.shape
         assert list(segment.source_tokens) == expected.source_tokens

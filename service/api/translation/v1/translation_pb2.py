@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n translation/v1/translation.proto\x12\x0etranslation.v1\"\xc3\x02\n\x10TranslateRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tbeam_size\x18\x03 \x01(\r\x12\x0e\n\x06n_best\x18\x04 \x01(\r\x12\x12\n\nmax_length\x18\x05 \x01(\r\x12\x16\n\x0elength_penalty\x18\x06 \x01(\x02\x12\x18\n\x10return_attention\x18\x07 \x01(\x08\x12\x15\n\rreturn_scores\x18\x08 \x01(\x08\x12\n\n\x02id\x18\t \x01(\t\x12!\n\x14no_repeat_ngram_size\x18\n \x01(\rH\x00\x88\x01\x01\x12\x17\n\x0fsource_language\x18\x0b \x01(\t\x12\x17\n\x0ftarget_language\x18\x0c \x01(\t\x12\x17\n\x0fstrict_language\x18\r \x01(\x08\x42\x17\n\x15_no_repeat_ngram_size\"\x9d\x01\n\x11TranslateResponse\x12\x31\n\x0ctranslations\x18\x01 \x03(\x0b\x32\x1b.translation.v1.Translation\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\n\n\x02id\x18\x04 \x01(\t\x12&\n\x06status\x18\x05 \x01(\x0b\x32\x16.translation.v1.Status\"\'\n\x06Status\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xe8\x01\n\x0bTranslation\x12.\n\nhypotheses\x18\x01 \x03(\x0b\x32\x1a.translation.v1.Hypothesis\x12\x15\n\rsource_tokens\x18\x02 \x03(\t\x12)\n\x08segments\x18\n \x03(\x0b\x32\x17.translation.v1.Segment\x12<\n\x11\x64\x65tected_language\x18\x0b \x01(\x0b\x32!.translation.v1.LanguageDetection\x12)\n\x08warnings\x18\x0c \x03(\x0b\x32\x17.translation.v1.Warning\"l\n\x07Segment\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0b\n\x03\x65nd\x18\x02 \x01(\r\x12.\n\nhypotheses\x18\x03 \x03(\x0b\x32\x1a.translation.v1.Hypothesis\x12\x15\n\rsource_tokens\x18\x04 \x03(\t\"9\n\x11LanguageDetection\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\"(\n\x07Warning\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"g\n\nHypothesis\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x03(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12,\n\tattention\x18\x04 \x01(\x0b\x32\x19.translation.v1.Attention\"f\n\tAttention\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\x12\x0f\n\x07weights\x18\x03 \x03(\x02\x12\x15\n\rsource_tokens\x18\x04 \x03(\t\x12\x15\n\rtarget_tokens\x18\x05 \x03(\t\"\x13\n\x11ListModelsRequest\"?\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.translation.v1.ModelInfo\"n\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x17\n\x0fsource_language\x18\x03 \x01(\t\x12\x17\n\x0ftarget_language\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t2\x8f\x02\n\nTranslator\x12P\n\tTranslate\x12 .translation.v1.TranslateRequest\x1a!.translation.v1.TranslateResponse\x12Z\n\x0fTranslateStream\x12 .translation.v1.TranslateRequest\x1a!.translation.v1.TranslateResponse(\x01\x30\x01\x12S\n\nListModels\x12!.translation.v1.ListModelsRequest\x1a\".translation.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n translation/v1/translation.proto\x12\x0etranslation.v1\"\xc3\x02\n\x10TranslateRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tbeam_size\x18\x03 \x01(\r\x12\x0e\n\x06n_best\x18\x04 \x01(\r\x12\x12\n\nmax_length\x18\x05 \x01(\r\x12\x16\n\x0elength_penalty\x18\x06 \x01(\x02\x12\x18\n\x10return_attention\x18\x07 \x01(\x08\x12\x15\n\rreturn_scores\x18\x08 \x01(\x08\x12\n\n\x02id\x18\t \x01(\t\x12!\n\x14no_repeat_ngram_size\x18\n \x01(\rH\x00\x88\x01\x01\x12\x17\n\x0fsource_language\x18\x0b \x01(\t\x12\x17\n\x0ftarget_language\x18\x0c \x01(\t\x12\x17\n\x0fstrict_language\x18\r \x01(\x08\x42\x17\n\x15_no_repeat_ngram_size\"\x9d\x01\n\x11TranslateResponse\x12\x31\n\x0ctranslations\x18\x01 \x03(\x0b\x32\x1b.translation.v1.Translation\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\n\n\x02id\x18\x04 \x01(\t\x12&\n\x06status\x18\x05 \x01(\x0b\x32\x16.translation.v1.Status\"\'\n\x06Status\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf3\x01\n\x0bTranslation\x12.\n\nhypotheses\x18\x01 \x03(\x0b\x32\x1a.translation.v1.Hypothesis\x12\x15\n\rsource_tokens\x18\x02 \x03(\t\x12)\n\x08segments\x18\n \x03(\x0b\x32\x17.translation.v1.Segment\x12<\n\x11\x64\x65tected_language\x18\x0b \x01(\x0b\x32!.translation.v1.LanguageDetection\x12\x34\n\x08warnings\x18\x0c \x03(\x0b\x32\".translation.v1.TranslationWarning\"l\n\x07Segment\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0b\n\x03\x65nd\x18\x02 \x01(\r\x12.\n\nhypotheses\x18\x03 \x03(\x0b\x32\x1a.translation.v1.Hypothesis\x12\x15\n\rsource_tokens\x18\x04 \x03(\t\"9\n\x11LanguageDetection\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\"3\n\x12TranslationWarning\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"g\n\nHypothesis\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x03(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12,\n\tattention\x18\x04 \x01(\x0b\x32\x19.translation.v1.Attention\"f\n\tAttention\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\x12\x0f\n\x07weights\x18\x03 \x03(\x02\x12\x15\n\rsource_tokens\x18\x04 \x03(\t\x12\x15\n\rtarget_tokens\x18\x05 \x03(\t\"\x13\n\x11ListModelsRequest\"?\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.translation.v1.ModelInfo\"n\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x17\n\x0fsource_language\x18\x03 \x01(\t\x12\x17\n\x0ftarget_language\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t2\x8f\x02\n\nTranslator\x12P\n\tTranslate\x12 .translation.v1.TranslateRequest\x1a!.translation.v1.TranslateResponse\x12Z\n\x0fTranslateStream\x12 .translation.v1.TranslateRequest\x1a!.translation.v1.TranslateResponse(\x01\x30\x01\x12S\n\nListModels\x12!.translation.v1.ListModelsRequest\x1a\".translation.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,23 +38,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUS']._serialized_start=538
   _globals['_STATUS']._serialized_end=577
   _globals['_TRANSLATION']._serialized_start=580
-  _globals['_TRANSLATION']._serialized_end=812
-  _globals['_SEGMENT']._serialized_start=814
-  _globals['_SEGMENT']._serialized_end=922
-  _globals['_LANGUAGEDETECTION']._serialized_start=924
-  _globals['_LANGUAGEDETECTION']._serialized_end=981
-  _globals['_WARNING']._serialized_start=983
-  _globals['_WARNING']._serialized_end=1023
-  _globals['_HYPOTHESIS']._serialized_start=1025
-  _globals['_HYPOTHESIS']._serialized_end=1128
-  _globals['_ATTENTION']._serialized_start=1130
-  _globals['_ATTENTION']._serialized_end=1232
-  _globals['_LISTMODELSREQUEST']._serialized_start=1234
-  _globals['_LISTMODELSREQUEST']._serialized_end=1253
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1255
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1318
-  _globals['_MODELINFO']._serialized_start=1320
-  _globals['_MODELINFO']._serialized_end=1430
-  _globals['_TRANSLATOR']._serialized_start=1433
-  _globals['_TRANSLATOR']._serialized_end=1704
+  _globals['_TRANSLATION']._serialized_end=823
+  _globals['_SEGMENT']._serialized_start=825
+  _globals['_SEGMENT']._serialized_end=933
+  _globals['_LANGUAGEDETECTION']._serialized_start=935
+  _globals['_LANGUAGEDETECTION']._serialized_end=992
+  _globals['_TRANSLATIONWARNING']._serialized_start=994
+  _globals['_TRANSLATIONWARNING']._serialized_end=1045
+  _globals['_HYPOTHESIS']._serialized_start=1047
+  _globals['_HYPOTHESIS']._serialized_end=1150
+  _globals['_ATTENTION']._serialized_start=1152
+  _globals['_ATTENTION']._serialized_end=1254
+  _globals['_LISTMODELSREQUEST']._serialized_start=1256
+  _globals['_LISTMODELSREQUEST']._serialized_end=1275
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1277
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1340
+  _globals['_MODELINFO']._serialized_start=1342
+  _globals['_MODELINFO']._serialized_end=1452
+  _globals['_TRANSLATOR']._serialized_start=1455
+  _globals['_TRANSLATOR']._serialized_end=1726
 # @@protoc_insertion_point(module_scope)

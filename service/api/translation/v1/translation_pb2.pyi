@@ -69,8 +69,8 @@ class Translation(_message.Message):
     source_tokens: _containers.RepeatedScalarFieldContainer[str]
     segments: _containers.RepeatedCompositeFieldContainer[Segment]
     detected_language: LanguageDetection
-    warnings: _containers.RepeatedCompositeFieldContainer[Warning]
-    def __init__(self, hypotheses: _Optional[_Iterable[_Union[Hypothesis, _Mapping]]] = ..., source_tokens: _Optional[_Iterable[str]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., detected_language: _Optional[_Union[LanguageDetection, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[Warning, _Mapping]]] = ...) -> None: ...
+    warnings: _containers.RepeatedCompositeFieldContainer[TranslationWarning]
+    def __init__(self, hypotheses: _Optional[_Iterable[_Union[Hypothesis, _Mapping]]] = ..., source_tokens: _Optional[_Iterable[str]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., detected_language: _Optional[_Union[LanguageDetection, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[TranslationWarning, _Mapping]]] = ...) -> None: ...
 
 class Segment(_message.Message):
     __slots__ = ("start", "end", "hypotheses", "source_tokens")
@@ -92,7 +92,7 @@ class LanguageDetection(_message.Message):
     confidence: float
     def __init__(self, language: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
 
-class Warning(_message.Message):
+class TranslationWarning(_message.Message):
     __slots__ = ("kind", "message")
     KIND_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
