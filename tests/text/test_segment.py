@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.text.segment import Span, fit_spans, reassemble, sentence_spans
+from service.text.segment import LINE, LIST_MARKER, Span, fit_spans, reassemble, sentence_spans
 
 SENTENCES = [
     "A man rides a bike.",
@@ -68,14 +66,15 @@ def test_cut_parts_cover_every_character_and_fit(text: str, most_words: int) -> 
         piece = text[span.start : span.end]
         assert piece == piece.strip() and piece and (fits(piece) or len(piece) == 1)
         covered.update(range(span.start, span.end))
-    assert all(text[i].isspace() or i in covered for i in range(len(text)) if not _marker_char(text, i))
+    assert all(text[i].isspace() or i in covered or _marker_char(text, i) for i in range(len(text)))
     assert all(a.end <= b.start for a, b in zip(spans, spans[1:], strict=False))
 
 
 def _marker_char(text: str, i: int) -> bool:
-    """Whether character i belongs to a list marker at the start of its line (layout, never translated)."""
-    line_start = max(text.rfind(c, 0, i) for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029") + 1
-    return text[line_start:i].strip() == "" or re.fullmatch(r"\s*\S{1,4}", text[line_start : i + 1]) is not None
+    """Whether character i is in the list marker at the start of its line (layout, never translated)."""
+    line = next(m for m in LINE.finditer(text) if m.start() <= i < m.end())
+    marker = LIST_MARKER.match(line.group())
+    return marker is not None and i < line.start() + marker.end()
 
 
 def test_a_sentence_is_cut_at_punctuation_before_words() -> None:
