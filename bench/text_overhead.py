@@ -71,9 +71,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     sentences = corpus_sentences(engine.manifest.source_language, 1000, args.corpus_dir)
     print(f"{describe_machine()['summary']}; {engine.manifest.name} ({engine.variant}), greedy, ms")
     print(
-        "| text | text handling p50 | p99 | of which language id p50 | translation p50 | p99 | handling / translation |"
+        "| text | text handling p50 | p99 | of which language id p50 | translation p50 | p99 |"
+        " handling / translation | response KiB |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, text in documents(sentences).items():
         measure(name, text, engine, models, settings, max(args.repeats // (10 if len(text) > 10_000 else 1), 5))
 
@@ -86,9 +87,10 @@ def measure(name: str, text: str, engine: Engine, models: ModelSet, settings: Se
     handling = percentiles(lambda: to_response(validate(request, models, settings), translated, "id"), repeats)
     language = percentiles(lambda: DETECTOR.detect(text), repeats)
     translation = percentiles(lambda: translate(engine, job), max(repeats // 20, 3))
+    size = to_response(job, translated, "id").ByteSize()
     print(
         f"| {name} | {handling[0]:.2f} | {handling[1]:.2f} | {language[0]:.2f} | {translation[0]:.1f} |"
-        f" {translation[1]:.1f} | {100 * handling[0] / translation[0]:.1f}% |",
+        f" {translation[1]:.1f} | {100 * handling[0] / translation[0]:.1f}% | {size / 1024:.1f} |",
         flush=True,
     )
 
