@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from service.api.translation.v1 import translation_pb2 as pb
 from service.backend import ModelSet
 from service.batcher import Batcher, BatchKey, Item
@@ -11,6 +15,8 @@ from service.errors import ResponseTooLarge, ServiceError
 from service.validation import resolve_model, validate
 
 STREAM_STATUS_BYTES = pb.TranslateResponse(status=pb.Status()).ByteSize()  # what TranslateStream adds to a response
+OFF_LOOP_CHARS = 10_000  # a request this long is split and put together on a worker thread, not the event loop
+T = TypeVar("T")
 
 
 class TranslationService:
@@ -28,11 +34,12 @@ class TranslationService:
 
         `deadline` is a time.monotonic() instant or None.
         """
-        job = validate(request, self.models, self._settings)
+        long = sum(map(len, request.texts)) > OFF_LOOP_CHARS
+        job = await _run(long, validate, request, self.models, self._settings)
         items = [Item(s.source, s.tokens) for document in job.documents for s in document.sentences]
         done = iter(await self._batcher.submit(items, BatchKey(job.model, job.options), deadline))
         per_text = [[next(done) for _ in document.sentences] for document in job.documents]
-        response = to_response(job, per_text, request_id)
+        response = await _run(long, to_response, job, per_text, request_id)
         response.id = request.id
         size, limit = response.ByteSize() + STREAM_STATUS_BYTES, self._settings.max_message_bytes
         if size > limit:
@@ -63,3 +70,8 @@ class TranslationService:
                 for name, backend in self.models.items()
             ]
         )
+
+
+async def _run(off_loop: bool, function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)`, on a worker thread if `off_loop` (a long document takes tens of milliseconds)."""
+    return await asyncio.to_thread(function, *args) if off_loop else function(*args)
