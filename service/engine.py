@@ -218,7 +218,7 @@ class Engine:
                 ids.eos,
                 options.length_penalty,
                 options.return_attention,
-                options.no_repeat_ngram_size,
+                no_repeat_ngram_size=options.no_repeat_ngram_size,
             )
             return [[result] for result in found]
         return beam_search(
@@ -230,7 +230,7 @@ class Engine:
             options.n_best,
             options.length_penalty,
             options.return_attention,
-            options.no_repeat_ngram_size,
+            no_repeat_ngram_size=options.no_repeat_ngram_size,
         )
 
     def _max_lengths(self, sources: list[list[int]], options: DecodeOptions) -> np.ndarray:
