@@ -28,7 +28,9 @@ BATCH = 32
 
 
 def documents(sentences: list[str]) -> dict[str, str]:
-    """The three texts: one sentence, a paragraph of five, and 1,000 sentences in paragraphs of ten."""
+    """The three texts: one sentence, a paragraph of five, and 1,000 sentences in paragraphs of ten (a caption
+    without final punctuation gets a full stop: otherwise it runs into the next one as one sentence)."""
+    sentences = [s if s.endswith((".", "!", "?")) else s + "." for s in sentences]
     paragraphs = [" ".join(sentences[i : i + 10]) for i in range(0, 1000, 10)]
     return {
         "1 sentence": sentences[0],
