@@ -119,11 +119,14 @@ class Reference:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._answers: dict[tuple[str, DecodeOptions], Translation] = {}
+        self._documents: dict[str, Document] = {}
 
     def document(self, text: str) -> Document:
         """The text split as the server splits it (the tiny model takes fewer tokens than the server's limit)."""
-        language = self._engine.manifest.source_language
-        return split_document(text, language, self._engine.count_tokens, self._engine.max_source_tokens)
+        if text not in self._documents:
+            language, engine = self._engine.manifest.source_language, self._engine
+            self._documents[text] = split_document(text, language, engine.count_tokens, engine.max_source_tokens)
+        return self._documents[text]
 
     def answer(self, text: str, options: DecodeOptions) -> Translation:
         key = (text, options)
