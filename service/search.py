@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 
 class IncrementalDecoder(Protocol):
@@ -45,9 +44,12 @@ def block_repeated_ngrams(log_probs: np.ndarray, history: np.ndarray, size: int)
     steps, prefix = history.shape[1], size - 1  # prefix: the n-gram's tokens before its last one
     if size < 2 or steps < size:
         return
-    earlier = sliding_window_view(history[:, : steps - 1], prefix, axis=1)  # (rows, starts, prefix)
-    rows, starts = np.nonzero((earlier == history[:, None, steps - prefix :]).all(axis=-1))
-    log_probs[rows, history[rows, starts + prefix]] = -np.inf
+    starts = steps - prefix  # n-grams starting at 0 .. starts - 1 end before the last token
+    same = history[:, :starts] == history[:, starts, None]  # shifted slices: a few small numpy calls
+    for k in range(1, prefix):
+        same &= history[:, k : starts + k] == history[:, starts + k, None]
+    rows, starts_found = np.nonzero(same)
+    log_probs[rows, history[rows, starts_found + prefix]] = -np.inf
 
 
 def greedy_search(

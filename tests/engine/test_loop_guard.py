@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.search import beam_search, block_repeated_ngrams, greedy_search
 
@@ -55,3 +59,17 @@ def test_blocking_marks_exactly_the_tokens_that_would_repeat() -> None:
     block_repeated_ngrams(log_probs, history, 2)
     assert np.flatnonzero(np.isinf(log_probs[0])).tolist() == [6, 7]  # "5 6" and "5 7" were seen
     assert not np.isinf(log_probs[1]).any()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 4), st.integers(0, 12), st.integers(2, 5), st.randoms(use_true_random=False))
+def test_blocking_matches_its_definition(rows: int, steps: int, size: int, rng: random.Random) -> None:
+    """Token t is blocked in a row exactly when (last size-1 tokens, t) already occurs in that row's history."""
+    history = np.array([[rng.randrange(4) for _ in range(steps)] for _ in range(rows)], dtype=np.int64)
+    log_probs = np.zeros((rows, VOCAB))
+    block_repeated_ngrams(log_probs, history.reshape(rows, steps), size)
+    for row, tokens in enumerate(history.tolist()):
+        seen = {tuple(tokens[i : i + size]) for i in range(len(tokens) - size + 1)}
+        suffix = tuple(tokens[len(tokens) - size + 1 :]) if len(tokens) >= size - 1 else None
+        expected = {t for t in range(VOCAB) if suffix is not None and (*suffix, t) in seen}
+        assert set(np.flatnonzero(np.isinf(log_probs[row])).tolist()) == expected
