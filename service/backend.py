@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
-from service.errors import ModelNotFound
+from service.errors import LanguagePairNotFound, ModelNotFound
 from service.types import DecodeOptions, Translation
 
 
@@ -74,6 +74,21 @@ class ModelSet(Mapping[str, TranslationBackend]):
         if resolved not in self._backends:
             raise ModelNotFound(name, self._backends)
         return resolved
+
+    def for_pair(self, source: str, target: str) -> str:
+        """The first served model (the default first) translating `source` to `target`; raises
+        LanguagePairNotFound listing the served pairs."""
+        for name, backend in self._backends.items():
+            if (backend.manifest.source_language, backend.manifest.target_language) == (source, target):
+                return name
+        raise LanguagePairNotFound(source, target, self.pairs())
+
+    def pairs(self) -> list[str]:
+        """The served language pairs, "en->fr (model en-fr)"."""
+        return [
+            f"{b.manifest.source_language}->{b.manifest.target_language} (model {name})"
+            for name, b in self._backends.items()
+        ]
 
     def label(self, name: str) -> str:
         """The metrics label for a requested name: the model's name, or "" for an unknown one."""

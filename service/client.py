@@ -75,10 +75,15 @@ class TranslatorClient:
         length_penalty: float = 0.0,
         return_scores: bool = False,
         return_attention: bool = False,
+        no_repeat_ngram_size: int | None = None,
+        source_language: str = "",
+        target_language: str = "",
+        strict_language: bool = False,
         format: TextFormat = "plain",
         request_id: str | None = None,
     ) -> pb.TranslateResponse:
-        """Translates `texts` in one request (0 = the server's default for each option).
+        """Translates `texts` in one request (0 = the server's default for each option; None for
+        `no_repeat_ngram_size`). Each text may be a whole document: the response has its segments.
 
         `format` is "plain" or "html" (or a TextFormat number): with "html", each text is an HTML fragment or
         document and each translation is HTML.
@@ -93,6 +98,10 @@ class TranslatorClient:
             length_penalty=length_penalty,
             return_scores=return_scores,
             return_attention=return_attention,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            source_language=source_language,
+            target_language=target_language,
+            strict_language=strict_language,
         )
         metadata = self._metadata + ((("x-request-id", request_id),) if request_id else ())
         response: pb.TranslateResponse = self._stub.Translate(request, self._timeout, metadata)
@@ -139,7 +148,7 @@ def translate_request(texts: Sequence[str], **fields: Any) -> pb.TranslateReques
                 raise ValueError(
                     f"{name} is not valid Unicode: {exc.reason} ({value[exc.start]!r} at position {exc.start})"
                 ) from None
-    return pb.TranslateRequest(texts=texts, **fields)
+    return pb.TranslateRequest(texts=texts, **{name: value for name, value in fields.items() if value is not None})
 
 
 def text_format(format: TextFormat) -> int:
@@ -202,7 +211,8 @@ def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m service.client",
-        description="Translate the TEXT arguments, or the lines of stdin (with --html: all of stdin, as one text).",
+        description="Translate the TEXT arguments, or the lines of stdin (with --html: all of stdin, as one text),"
+        " or a whole document (--document).",
     )
     parser.add_argument("texts", nargs="*", metavar="TEXT")
     parser.add_argument("--address", default=DEFAULT_ADDRESS, help="host:port of the server")
@@ -221,6 +231,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--html", action="store_true", help="the texts are HTML (stdin: the whole input is one HTML text)"
     )
+    parser.add_argument(
+        "--document",
+        metavar="FILE",
+        help="translate FILE ('-': stdin) as one document: its paragraphs, lines and list markers kept",
+    )
+    parser.add_argument("--no-repeat-ngram-size", type=int, help="n-gram size of the repeat guard (0: off)")
+    parser.add_argument("--source-language", default="", help="with --target-language: the pair, instead of --model")
+    parser.add_argument("--target-language", default="")
+    parser.add_argument(
+        "--strict-language", action="store_true", help="refuse text that seems to be in another language"
+    )
     return parser
 
 
@@ -234,29 +255,61 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for info in client.list_models():
                     print(json.dumps(MessageToDict(info, preserving_proto_field_name=True)))
                 return 0
+            if args.document is not None:
+                document = _read_document(args.document)
+                response = client.translate([document], **_options(args, args.attention is not None))
+                _print_document(document, response, args)
+                return 0
             for i, batch in enumerate(_batches(lines, args.batch_size)):
                 want_attention = args.attention is not None and i == 0
-                response = client.translate(
-                    batch,
-                    model=args.model,
-                    beam_size=args.beam_size,
-                    n_best=args.n_best,
-                    max_length=args.max_length,
-                    length_penalty=args.length_penalty,
-                    return_scores=args.scores,
-                    return_attention=want_attention,
-                    format="html" if args.html else "plain",
-                )
+                response = client.translate(batch, **_options(args, want_attention))
                 if want_attention:
                     plot_attention(response.translations[0].hypotheses[0].attention, args.attention)
                 _print(batch, response, args.json)
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _options(args: argparse.Namespace, return_attention: bool) -> dict[str, Any]:
+    """The request options the command line asks for."""
+    return {
+        "model": args.model,
+        "beam_size": args.beam_size,
+        "n_best": args.n_best,
+        "max_length": args.max_length,
+        "length_penalty": args.length_penalty,
+        "return_scores": args.scores,
+        "return_attention": return_attention,
+        "no_repeat_ngram_size": args.no_repeat_ngram_size,
+        "source_language": args.source_language,
+        "target_language": args.target_language,
+        "strict_language": args.strict_language,
+        "format": "html" if args.html else "plain",
+    }
+
+
+def _read_document(name: str) -> str:
+    """The whole of a file, or of stdin for "-"."""
+    return sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+
+
+def _print_document(document: str, response: pb.TranslateResponse, args: argparse.Namespace) -> None:
+    """The translated document as it is (or as JSON with its segments); warnings on stderr."""
+    translation = response.translations[0]
+    for warning in translation.warnings:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    if args.attention is not None and translation.segments:
+        plot_attention(translation.segments[0].hypotheses[0].attention, args.attention)
+    if args.json:
+        entry = MessageToDict(translation, preserving_proto_field_name=True)
+        print(json.dumps({"source": document, **entry}, ensure_ascii=False))
+    else:
+        sys.stdout.write(translation.hypotheses[0].text)
 
 
 def _print(texts: list[str], response: pb.TranslateResponse, as_json: bool) -> None:

@@ -56,7 +56,9 @@ class Settings(BaseSettings):
     max_batch_size: Positive = Field(32, description="sentences in one model call")
     max_batch_tokens: Positive = Field(4096, description="padded source tokens in one model call")
     max_queue_delay_ms: float = Field(5.0, ge=0, description="longest wait for a fuller batch, under load")
-    max_queue_size: Positive = Field(1024, description="sentences waiting per model before refusing work")
+    max_queue_size: Positive = Field(
+        4096, description="sentences waiting per model before refusing work; also the most sentences of one request"
+    )
     scheduler: Literal["continuous", "batch"] = Field(
         "continuous", description="continuous: sentences join and leave at every decoder step; batch: per request"
     )
@@ -69,14 +71,22 @@ class Settings(BaseSettings):
         16_000_000, description="source tokens x beams x maximum length a request may need (continuous)"
     )
     max_texts_per_request: Positive = 64
-    max_text_chars: Positive = 2000
-    max_text_tokens: Positive = Field(256, description="source tokens of a text, eos included; a model may take fewer")
+    max_request_chars: Positive = Field(100_000, description="characters of all the texts of one request")
+    max_text_tokens: int = Field(
+        256, ge=8, description="source tokens of one sentence, eos included; longer ones are cut; a model may take less"
+    )
+    no_repeat_ngram_size: int = Field(
+        4, ge=0, le=16, description="default n-gram size of the repeat guard (0: off); a request may set its own"
+    )
     max_beam_size: Positive = 8
     max_n_best: Positive = 8
     max_length_limit: Positive = Field(512, description="largest max_length a request may ask for")
     max_id_bytes: Positive = Field(256, description="largest id (UTF-8 bytes) a request may carry")
     max_stream_inflight: Positive = Field(
         64, description="requests of one TranslateStream read and not yet answered; reading waits beyond"
+    )
+    language_mismatch_confidence: float = Field(
+        0.8, gt=0, le=1, description="identifier confidence above which a text in another language gets a warning"
     )
     grace_period_s: float = Field(10.0, ge=0, description="time to finish accepted work on shutdown")
     auth_tokens: Annotated[list[SecretStr], NoDecode] = Field(
@@ -127,6 +137,8 @@ class Settings(BaseSettings):
         for path in (self.tls_cert_file, self.tls_key_file):
             if path is not None and not path.is_file():
                 raise ValueError(f"TLS file {path} does not exist")
+        if self.no_repeat_ngram_size == 1:
+            raise ValueError("no_repeat_ngram_size is 1: it must be 0 (no guard) or between 2 and 16")
         if self.max_n_best > self.max_beam_size:
             raise ValueError(f"max_n_best ({self.max_n_best}) exceeds max_beam_size ({self.max_beam_size})")
         if self.max_text_tokens > self.max_batch_tokens:

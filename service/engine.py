@@ -236,7 +236,13 @@ class Engine:
         ids, lengths = self._manifest.special_ids, self.max_lengths([len(s) for s in sources], options)
         if options.beam_size == 1:
             return GreedySearch(
-                lengths, ids.bos, ids.eos, options.length_penalty, options.return_attention, never=(ids.pad,)
+                lengths,
+                ids.bos,
+                ids.eos,
+                options.length_penalty,
+                options.return_attention,
+                never=(ids.pad,),
+                no_repeat_ngram_size=options.no_repeat_ngram_size,
             )
         return BeamSearch(
             lengths,
@@ -247,6 +253,7 @@ class Engine:
             options.length_penalty,
             options.return_attention,
             never=(ids.pad,),
+            no_repeat_ngram_size=options.no_repeat_ngram_size,
         )
 
     def max_lengths(self, source_tokens: Sequence[int], options: DecodeOptions) -> np.ndarray:

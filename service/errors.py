@@ -34,6 +34,16 @@ class ModelNotFound(ServiceError):
         super().__init__(f"unknown model {shown!r}; available models: {', '.join(available)}")
 
 
+class LanguagePairNotFound(ServiceError):
+    """The request names a language pair no served model translates."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+    def __init__(self, source: str, target: str, pairs: Iterable[str]) -> None:
+        shown = [s if len(s) <= ModelNotFound.SHOWN else s[: ModelNotFound.SHOWN] + "…" for s in (source, target)]
+        super().__init__(f"no model translates {shown[0]!r} to {shown[1]!r}; served pairs: {', '.join(pairs)}")
+
+
 class QueueFull(ServiceError):
     """The model's queue cannot take the request now; the client should retry later."""
 

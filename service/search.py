@@ -92,9 +92,11 @@ class GreedySearch:
         length_penalty: float = 1.0,
         return_attention: bool = False,
         never: Sequence[int] = (),
+        no_repeat_ngram_size: int = 0,
     ) -> None:
         batch, steps = len(max_lengths), int(np.max(max_lengths))
         self._forbidden = np.array([bos_id, *never], dtype=np.int64)
+        self._no_repeat = no_repeat_ngram_size
         self._eos, self._length_penalty, self._return_attention = eos_id, length_penalty, return_attention
         self._position = 0
         self._alive = np.arange(batch)  # sentence index of each decoder row
@@ -115,6 +117,8 @@ class GreedySearch:
     def advance(self, log_probs: np.ndarray, cross: np.ndarray | None) -> StepOutcome:
         position, alive = self._position, self._alive
         forbid(log_probs, self._forbidden)
+        if self._no_repeat:
+            block_repeated_ngrams(log_probs, self._emitted[alive, :position], self._no_repeat)
         tokens = log_probs.argmax(axis=-1)
         self._totals[alive] += log_probs[np.arange(len(alive)), tokens]
         self._emitted[alive, position] = tokens
@@ -164,9 +168,11 @@ class BeamSearch:
         length_penalty: float = 1.0,
         return_attention: bool = False,
         never: Sequence[int] = (),
+        no_repeat_ngram_size: int = 0,
     ) -> None:
         batch, k = len(max_lengths), beam_size
         self._forbidden = np.array([bos_id, *never], dtype=np.int64)
+        self._no_repeat = no_repeat_ngram_size
         self._k, self._n_best, self._eos = k, n_best, eos_id
         self._length_penalty, self._return_attention = length_penalty, return_attention
         self._max_lengths = np.asarray(max_lengths)
@@ -189,6 +195,8 @@ class BeamSearch:
     def advance(self, log_probs: np.ndarray, cross: np.ndarray | None) -> StepOutcome:
         k, alive, position = self._k, self._alive, self._position
         forbid(log_probs, self._forbidden)
+        if self._no_repeat:
+            block_repeated_ngrams(log_probs, self._history, self._no_repeat)
         # A sentence's 2K best continuations are among the 2K best tokens of each of its K rows: rank those.
         per_row = min(2 * k, log_probs.shape[-1])
         row_tokens = np.argpartition(log_probs, -per_row, axis=1)[:, -per_row:]  # (b*K, 2K)
@@ -246,6 +254,20 @@ class BeamSearch:
         self._finished[sentence].append(SearchResult([int(t) for t in prefix], score, attention, truncated))
 
 
+def block_repeated_ngrams(log_probs: np.ndarray, history: np.ndarray, size: int) -> None:
+    """Sets to -inf, in place, the log-probability of every token that would repeat an n-gram of `size` (>= 2)
+    tokens already in its row's `history` (rows, steps so far): the guard against output that loops."""
+    steps, prefix = history.shape[1], size - 1  # prefix: the n-gram's tokens before its last one
+    if size < 2 or steps < size:
+        return
+    starts = steps - prefix  # n-grams starting at 0 .. starts - 1 end before the last token
+    same = history[:, :starts] == history[:, starts, None]  # shifted slices: a few small numpy calls
+    for k in range(1, prefix):
+        same &= history[:, k : starts + k] == history[:, starts + k, None]
+    rows, starts_found = np.nonzero(same)
+    log_probs[rows, history[rows, starts_found + prefix]] = -np.inf
+
+
 def forbid(log_probs: np.ndarray, ids: np.ndarray) -> None:
     """Give `ids` log-probability -inf in every row, in place: tokens that are never an output (bos, pad).
 
@@ -275,9 +297,10 @@ def greedy_search(
     length_penalty: float = 1.0,
     return_attention: bool = False,
     never: Sequence[int] = (),
+    no_repeat_ngram_size: int = 0,
 ) -> list[SearchResult]:
     """`GreedySearch` over a decoder holding one row per sentence; one result per sentence."""
-    search = GreedySearch(max_lengths, bos_id, eos_id, length_penalty, return_attention, never)
+    search = GreedySearch(max_lengths, bos_id, eos_id, length_penalty, return_attention, never, no_repeat_ngram_size)
     return [found[0] for found in run_search(decoder, search, len(max_lengths))]
 
 
@@ -291,7 +314,10 @@ def beam_search(
     length_penalty: float = 1.0,
     return_attention: bool = False,
     never: Sequence[int] = (),
+    no_repeat_ngram_size: int = 0,
 ) -> list[list[SearchResult]]:
     """`BeamSearch` over a decoder holding `len(max_lengths) * beam_size` rows, sentence-major; n-best lists."""
-    search = BeamSearch(max_lengths, bos_id, eos_id, beam_size, n_best, length_penalty, return_attention, never)
+    search = BeamSearch(
+        max_lengths, bos_id, eos_id, beam_size, n_best, length_penalty, return_attention, never, no_repeat_ngram_size
+    )
     return run_search(decoder, search, len(max_lengths))

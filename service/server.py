@@ -31,6 +31,7 @@ from service.metrics import Metrics
 from service.scheduling import SentenceScheduler, make_scheduler
 from service.servicer import TranslatorServicer
 from service.telemetry.build import build_info
+from service.text.language import DETECTOR
 from service.translation import TranslationService
 from service.types import DecodeOptions
 
@@ -98,8 +99,9 @@ class TranslationServer:
         )
 
     async def warm_up(self) -> None:
-        """Translates a sentence with every model, then reports SERVING."""
+        """Loads the language identifier, translates a sentence with every model, then reports SERVING."""
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, DETECTOR.load)
         for name, backend in self.models.items():
             start = time.perf_counter()
             await loop.run_in_executor(None, backend.translate, [WARM_UP_TEXT], DecodeOptions())

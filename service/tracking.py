@@ -31,7 +31,7 @@ async def translate_tracked(
     service: TranslationService, metrics: Metrics, call: Call, request: pb.TranslateRequest
 ) -> pb.TranslateResponse | ErrorStatus:
     """Translates one request, recording its metrics and access log line; an error comes back as its status."""
-    model = service.models.label(request.model)
+    model = service.model_label(request)
     result: pb.TranslateResponse | ErrorStatus
     with request_context(call.request_id), metrics.track(call.method, model, call.deadline, call.protocol) as outcome:
         try:

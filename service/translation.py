@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any, TypeVar
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.backend import ModelSet
 from service.batcher import BatchKey, Item
 from service.config import Settings
-from service.convert import BLANK, to_response
-from service.errors import ResponseTooLarge
+from service.convert import markup_response, to_response
+from service.errors import ResponseTooLarge, ServiceError
 from service.scheduling import SentenceScheduler
 from service.text.markup_translation import translated_document
 from service.types import Translation
-from service.validation import Job, Markup, is_blank, validate
+from service.validation import Job, Markup, resolve_model, validate
 
 STREAM_STATUS_BYTES = pb.TranslateResponse(status=pb.Status()).ByteSize()  # what TranslateStream adds to a response
+OFF_LOOP_CHARS = 10_000  # a request this long is split and put together on a worker thread, not the event loop
+T = TypeVar("T")
 
 
 class TranslationService:
@@ -33,12 +38,16 @@ class TranslationService:
 
         `deadline` is a time.monotonic() instant or None.
         """
-        job = validate(request, self.models, self._settings)
+        long = sum(map(len, request.texts)) > OFF_LOOP_CHARS
+        job = await _run(long, validate, request, self.models, self._settings)
         if job.markup is None:
-            translations = await self._translate_texts(job, deadline)
+            items = [Item(s.source, s.tokens) for document in job.documents for s in document.sentences]
+            done = iter(await self._batcher.submit(items, BatchKey(job.model, job.options), deadline))
+            per_text = [[next(done) for _ in document.sentences] for document in job.documents]
+            response = await _run(long, to_response, job, per_text, request_id)
         else:
             translations = await self._translate_markup(job.markup, job, deadline)
-        response = to_response(job, translations, request_id)
+            response = markup_response(job, translations, request_id)
         response.id = request.id
         size, limit = response.ByteSize() + STREAM_STATUS_BYTES, self._settings.max_message_bytes
         if size > limit:
@@ -48,16 +57,6 @@ class TranslationService:
             )
         return response
 
-    async def _translate_texts(self, job: Job, deadline: float | None) -> list[Translation]:
-        """Each plain text translated as one sentence; blank ones without the model."""
-        todo = [i for i, text in enumerate(job.texts) if not is_blank(text)]
-        items = [Item(job.texts[i], job.tokens[i]) for i in todo]
-        done = await self._batcher.submit(items, BatchKey(job.model, job.options), deadline)
-        translations = [BLANK] * len(job.texts)
-        for i, translation in zip(todo, done, strict=True):
-            translations[i] = translation
-        return translations
-
     async def _translate_markup(self, markup: list[Markup], job: Job, deadline: float | None) -> list[Translation]:
         """Each HTML text's blocks translated as sentences (with the attention that places their tags), then
         put back into the page."""
@@ -65,6 +64,13 @@ class TranslationService:
         key = BatchKey(job.model, replace(job.options, return_attention=True))
         done = iter(await self._batcher.submit(items, key, deadline))
         return [translated_document(m.document, [next(done) for _ in m.document.blocks]) for m in markup]
+
+    def model_label(self, request: pb.TranslateRequest) -> str:
+        """The metrics label of the model a request means, "" if the server holds none such."""
+        try:
+            return resolve_model(request, self.models)
+        except ServiceError:
+            return ""
 
     def list_models(self) -> pb.ListModelsResponse:
         """The served models, the default first."""
@@ -80,3 +86,8 @@ class TranslationService:
                 for name, backend in self.models.items()
             ]
         )
+
+
+async def _run(off_loop: bool, function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)`, on a worker thread if `off_loop` (a long document takes tens of milliseconds)."""
+    return await asyncio.to_thread(function, *args) if off_loop else function(*args)

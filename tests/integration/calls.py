@@ -10,12 +10,19 @@ import pytest
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.client import TranslatorClient
-from service.types import Translation
+from service.config import Settings
+from service.types import DecodeOptions, Translation
 
 MODEL = "en-fr"  # the suite's tiny model; on CPU the service runs its int8 variant
 # The same checkpoint exported again with fp32 only. fp32 answers do not depend on which sentences share a
 # batch; int8 quantizes activations per batch, so tests with concurrent callers use this model.
 FP32_MODEL = "en-fr-fp32"
+DEFAULT_GUARD: int = Settings.model_fields["no_repeat_ngram_size"].default  # the server's repeat guard
+
+
+def served_options(**fields: object) -> DecodeOptions:
+    """The search the server runs for a request asking for `fields`: with its default repeat guard."""
+    return DecodeOptions(no_repeat_ngram_size=DEFAULT_GUARD, **fields)  # type: ignore[arg-type]
 
 
 def mixed_traffic(client: TranslatorClient) -> None:

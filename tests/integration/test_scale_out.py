@@ -19,8 +19,7 @@ import grpc
 
 from service.client import TranslatorClient
 from service.engine import Engine
-from service.types import DecodeOptions
-from tests.integration.calls import FP32_MODEL, best_texts
+from tests.integration.calls import FP32_MODEL, best_texts, served_options
 from tests.service.harness import wait_for
 from tests.support.round_robin import spread_of_calls
 from tests.support.service_process import ServiceProcess, StartService
@@ -41,7 +40,7 @@ def test_round_robin_over_two_replicas_survives_one_stopping(
     for replica in replicas:
         replica.wait_serving()
     texts = source_sentences(40, seed=31)
-    translations = engines[FP32_MODEL].translate(texts, DecodeOptions())
+    translations = engines[FP32_MODEL].translate(texts, served_options())
     expected = {text: translation.best.text for text, translation in zip(texts, translations, strict=True)}
     target = "ipv4:" + ",".join(replica.address for replica in replicas)
     with TranslatorClient(target, load_balancing="round_robin", retries=2, timeout=30) as client:

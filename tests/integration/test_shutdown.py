@@ -15,15 +15,14 @@ from bench.server import SERVING, health_status
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.engine import Engine
-from service.types import DecodeOptions
-from tests.integration.calls import FP32_MODEL, MODEL, best_texts
+from tests.integration.calls import FP32_MODEL, MODEL, best_texts, served_options
 from tests.service.harness import wait_for
 from tests.support.service_process import NOT_SERVING, ServiceProcess, StartService
 from tests.support.tiny import source_sentences
 
 CALLS = 300  # one sentence per batch (MT_MAX_BATCH_SIZE=1): several seconds of work for the tiny model
 GRACE_S = 20.0
-OPTIONS = DecodeOptions(beam_size=4)
+OPTIONS = served_options(beam_size=4)
 
 
 def corrupt(model_dir: Path) -> Path:

@@ -15,13 +15,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
+from service.config import Settings
 from service.engine import Engine
+from service.text.casing import restore
+from service.text.document import Document, split_document
 from service.types import DecodeOptions, Translation
 from tests.reliability.tally import TALLY
 from tests.support.tiny import source_sentences
 
 T = TypeVar("T")
 Outcome: TypeAlias = "T | grpc.aio.AioRpcError | None"  # the response, the error status, or None when lost
+DEFAULT_GUARD: int = Settings.model_fields["no_repeat_ngram_size"].default  # the server's repeat guard
 TEXTS = sorted(set(source_sentences(120, seed=21)))  # distinct sentences the tiny model knows
 SERVING = health_pb2.HealthCheckResponse.SERVING
 PATIENCE_S = 60.0  # a call without an answer after this long is lost
@@ -97,8 +101,10 @@ def code(outcome: Outcome[Any]) -> grpc.StatusCode | None:
 
 
 def options_of(request: pb.TranslateRequest) -> DecodeOptions:
-    """The search a request asks for, as the API documents its zero values."""
+    """The search a request asks for, as the API documents its zero values and unset fields."""
+    guard = request.no_repeat_ngram_size if request.HasField("no_repeat_ngram_size") else DEFAULT_GUARD
     return DecodeOptions(
+        no_repeat_ngram_size=guard,
         beam_size=request.beam_size or 1,
         n_best=request.n_best or 1,
         length_penalty=request.length_penalty or 1.0,
@@ -108,11 +114,19 @@ def options_of(request: pb.TranslateRequest) -> DecodeOptions:
 
 
 class Reference:
-    """The engine's answer to each text alone, computed once per distinct (text, options)."""
+    """The engine's answer to each sentence of a text alone, computed once per distinct (sentence, options)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._answers: dict[tuple[str, DecodeOptions], Translation] = {}
+        self._documents: dict[str, Document] = {}
+
+    def document(self, text: str) -> Document:
+        """The text split as the server splits it (the tiny model takes fewer tokens than the server's limit)."""
+        if text not in self._documents:
+            language, engine = self._engine.manifest.source_language, self._engine
+            self._documents[text] = split_document(text, language, engine.count_tokens, engine.max_source_tokens)
+        return self._documents[text]
 
     def answer(self, text: str, options: DecodeOptions) -> Translation:
         key = (text, options)
@@ -128,17 +142,43 @@ class Reference:
             and response.model == (request.model or self._engine.manifest.name)
             and len(response.translations) == len(request.texts)
             and all(
-                _same(self.answer(text, options), got, request)
+                self._same_text(text, got, request, options)
                 for text, got in zip(request.texts, response.translations, strict=False)
             )
         )
         TALLY.wrong += not right
         return right
 
+    def _same_text(self, text: str, got: pb.Translation, request: pb.TranslateRequest, options: DecodeOptions) -> bool:
+        """Each sentence's segment is its answer alone, and the text's hypotheses are those put in its layout."""
+        if not text.strip():
+            return _same(self.answer(text, options), got, request)
+        document = self.document(text)
+        answers = [self.answer(s.source, options) for s in document.sentences]
+        if len(got.segments) != len(answers):
+            return False
+        for sentence, answer, segment in zip(document.sentences, answers, got.segments, strict=True):
+            cased = [restore(h.text, sentence.casing) for h in answer.hypotheses]
+            if (segment.start, segment.end) != (sentence.span.start, sentence.span.end):
+                return False
+            if not _same(answer, segment, request, cased):
+                return False
+        ranks = min((len(a.hypotheses) for a in answers), default=1)
+        texts = [document.assemble([a.hypotheses[rank].text for a in answers]) for rank in range(ranks)]
+        if len(answers) == 1:
+            return _same(answers[0], got, request, texts)
+        return [h.text for h in got.hypotheses] == texts
 
-def _same(expected: Translation, got: pb.Translation, request: pb.TranslateRequest) -> bool:
+
+def _same(
+    expected: Translation,
+    got: pb.Translation | pb.Segment,
+    request: pb.TranslateRequest,
+    texts: list[str] | None = None,
+) -> bool:
+    """`got` holds the expected hypotheses (with `texts`, cased like the source, if given)."""
     hypotheses = expected.hypotheses
-    if [h.text for h in got.hypotheses] != [h.text for h in hypotheses]:
+    if [h.text for h in got.hypotheses] != (texts if texts is not None else [h.text for h in hypotheses]):
         return False
     if [list(h.tokens) for h in got.hypotheses] != [h.tokens for h in hypotheses]:
         return False

@@ -20,7 +20,9 @@ from service.client import TranslatorClient, translate_request
 from service.client import main as client_main
 from service.config import Settings
 from service.engine import Engine
+from service.text.language import DETECTOR
 from service.text.markup import parse
+from service.validation import MAX_NO_REPEAT_NGRAM_SIZE
 from tests.reliability.calls import (
     TEXTS,
     Outcome,
@@ -32,10 +34,7 @@ from tests.reliability.calls import (
     collect,
     inline,
     raw,
-    send,
-    until,
 )
-from tests.reliability.hooks import HookedEngine, run_held
 from tests.reliability.tally import TALLY
 from tests.service.harness import ServerThread
 
@@ -75,7 +74,9 @@ MODELS = [
 ]
 UNKNOWN_FORMATS = [2, 7, -1, 2**31 - 1, -(2**31)]
 ANY_TEXT = st.text(st.characters(exclude_categories=()) | st.characters(categories=["Cs"]), max_size=30)
-LONG_WORDS = st.sampled_from("aé😀").map(lambda c: c * 10_000)  # built when drawn: a repr this long is slow
+# Over the request's character limit, built when drawn (a repr this long is slow). Long words within the limit
+# are cut and translated in many parts: test_a_text_longer_than_the_model_takes_is_translated_in_parts.
+LONG_WORDS = st.sampled_from("aé😀").map(lambda c: c * 100_001)
 UINT32 = st.integers(0, 12) | st.sampled_from([2**31, 2**32 - 1])
 CASES = st.fixed_dictionaries(
     {
@@ -90,6 +91,10 @@ CASES = st.fixed_dictionaries(
         "return_scores": st.booleans(),
         "return_attention": st.booleans(),
         "format": st.sampled_from([pb.TEXT_FORMAT_PLAIN, pb.TEXT_FORMAT_HTML]) | st.sampled_from(UNKNOWN_FORMATS),
+        "no_repeat_ngram_size": st.none() | st.integers(0, 17) | st.just(2**32 - 1),
+        "source_language": st.sampled_from(["", "", "en", "fr"]) | st.text(max_size=4),
+        "target_language": st.sampled_from(["", "", "fr", "de"]) | st.text(max_size=4),
+        "strict_language": st.booleans(),
     }
 )
 
@@ -104,6 +109,11 @@ def problems(request: pb.TranslateRequest, limits: Settings, engine: Engine) -> 
         found.append((INVALID, f"{len(texts)} texts in one request"))
     if request.model not in ("", engine.manifest.name):
         found.append((NOT_FOUND, "unknown model"))
+    pair = (request.source_language, request.target_language)
+    if any(pair) and not all(pair):
+        found.append((INVALID, "source_language and target_language go together"))
+    elif any(pair) and pair != (engine.manifest.source_language, engine.manifest.target_language):
+        found.append((NOT_FOUND, f"no model translates {pair[0][:128]!r}"))
     beam_size, n_best, penalty = request.beam_size or 1, request.n_best or 1, request.length_penalty or 1.0
     if beam_size > limits.max_beam_size:
         found.append((INVALID, f"beam_size is {beam_size}"))
@@ -118,18 +128,30 @@ def problems(request: pb.TranslateRequest, limits: Settings, engine: Engine) -> 
     html = request.format == pb.TEXT_FORMAT_HTML
     if html and request.return_attention:
         found.append((INVALID, "return_attention is not available with format TEXT_FORMAT_HTML"))
-    most_tokens, all_blocks = min(limits.max_text_tokens, engine.max_source_tokens), 0
-    for i, text in enumerate(texts[: limits.max_texts_per_request]):
-        if len(text) > limits.max_text_chars:
-            found.append((INVALID, f"texts[{i}] has {len(text)} characters"))
-        elif html:
-            blocks = [engine.count_tokens(block.source) for block in parse(text).blocks]
+    size = request.no_repeat_ngram_size
+    if request.HasField("no_repeat_ngram_size") and (size == 1 or size > MAX_NO_REPEAT_NGRAM_SIZE):
+        found.append((INVALID, f"no_repeat_ngram_size is {size}"))
+    plain = list(texts)
+    chars = sum(map(len, texts))
+    if chars > limits.max_request_chars:
+        found.append((INVALID, f"the texts have {chars} characters in all"))
+    elif len(texts) <= limits.max_texts_per_request and html:
+        most_tokens, pages = min(limits.max_text_tokens, engine.max_source_tokens), [parse(text) for text in texts]
+        for i, page in enumerate(pages):
+            blocks = [engine.count_tokens(block.source) for block in page.blocks]
             found += [(INVALID, f"texts[{i}] has a block of {n} tokens") for n in blocks if n > most_tokens]
-            all_blocks += len(blocks)
-        elif (tokens := engine.count_tokens(text)) > most_tokens:
-            found.append((INVALID, f"texts[{i}] has {tokens} tokens; at most {most_tokens}"))
-    if all_blocks > limits.max_queue_size:
-        found.append((INVALID, f"the texts hold {all_blocks} blocks to translate"))
+        if (blocks_in_all := sum(len(page.blocks) for page in pages)) > limits.max_queue_size:
+            found.append((INVALID, f"the texts have {blocks_in_all} blocks in all"))
+        plain = [" ".join(block.source for block in page.blocks) for page in pages]
+    elif len(texts) <= limits.max_texts_per_request:
+        sentences = sum(len(Reference(engine).document(text).sentences) for text in texts if text.strip())
+        if sentences > limits.max_queue_size:
+            found.append((INVALID, f"the texts have {sentences} sentences in all"))
+    for i, text in enumerate(plain):
+        detected = DETECTOR.detect(text)
+        mismatch = detected.language not in ("", engine.manifest.source_language)
+        if request.strict_language and mismatch and detected.confidence >= limits.language_mismatch_confidence:
+            found.append((INVALID, f"texts[{i}] seems to be in"))
     return found
 
 
@@ -152,6 +174,11 @@ def answers_html(request: pb.TranslateRequest, response: pb.TranslateResponse, e
     return right
 
 
+def said(request: pb.TranslateRequest) -> list[str]:
+    """What a request says that an error message may repeat."""
+    return [request.model, request.source_language, request.target_language]
+
+
 class Judge:
     """Checks each answer against what the request deserves."""
 
@@ -172,7 +199,7 @@ class Judge:
             assert self.answers(request, outcome)
 
     def inline(self, request: pb.TranslateRequest, response: pb.TranslateResponse) -> None:
-        status = inline(response, [request.model])
+        status = inline(response, said(request))
         self(request, status, response.status.message)
         if status == grpc.StatusCode.OK:
             assert self.answers(request, response)
@@ -211,7 +238,7 @@ def test_fuzzed_requests(
     async def main() -> None:
         async with channel(server.address) as connection:
             stub = pb_grpc.TranslatorStub(connection)
-            outcomes = await asyncio.gather(*(attempt(stub.Translate(r), said=[r.model]) for r in requests))
+            outcomes = await asyncio.gather(*(attempt(stub.Translate(r), said=said(r)) for r in requests))
             for request, outcome in zip(requests, outcomes, strict=True):
                 judge.unary(request, outcome)
             outcome = await attempt(collect(stub.TranslateStream(iter(requests))))
@@ -260,8 +287,7 @@ def test_malformed_bytes(server: ServerThread, engine: Engine, reference: Refere
             for data in payloads:
                 TALLY.bad_inputs += 1
                 request = parsed(pb.TranslateRequest, data)
-                said = [request.model] if request else []
-                outcome = await attempt(raw(connection, TRANSLATE)(data), said=said)
+                outcome = await attempt(raw(connection, TRANSLATE)(data), said=said(request) if request else [])
                 if request is None:
                     assert_malformed(outcome, TRANSLATE)
                 else:
@@ -303,24 +329,18 @@ def test_text_protobuf_cannot_carry_is_refused_by_the_client(
     TALLY.bad_inputs += 2
 
 
-def test_a_text_longer_than_the_model_takes_is_refused_alone(engine: Engine, reference: Reference) -> None:
-    """Within the server's token limit but over the model's: INVALID_ARGUMENT for it, not a failed batch."""
-    fine = pb.TranslateRequest(id="fine", texts=TEXTS[1:3])
-    too_long = pb.TranslateRequest(id="long", texts=[TEXTS[3], "cat " * engine.max_source_tokens])
+def test_a_text_longer_than_the_model_takes_is_translated_in_parts(server: ServerThread, reference: Reference) -> None:
+    """Over the model's token limit: cut between words, every part translated, nothing refused or dropped."""
+    too_long = "cat " * (2 * server.server.models["en-fr"].max_source_tokens)
+    request = pb.TranslateRequest(id="long", texts=[TEXTS[3], too_long, "reddog" * 100])
 
-    async def scenario(server: ServerThread, backend: HookedEngine, stub: pb_grpc.TranslatorStub) -> None:
-        refused, answered = send(stub, too_long), send(stub, fine)
-        await until(lambda: server.depth() == 2 and refused.done() or server.depth() == 4)
-        backend.admit(2)
-        outcome = await refused
-        assert isinstance(outcome, grpc.aio.AioRpcError) and outcome.code() == grpc.StatusCode.INVALID_ARGUMENT
-        max_tokens = engine.max_source_tokens
-        expected = f"texts[1] has {max_tokens + 1} tokens; at most {max_tokens} are allowed by model en-fr"
-        assert outcome.details() == expected
-        response = await answered
-        assert isinstance(response, pb.TranslateResponse) and reference.matches(fine, response)
+    async def main() -> Outcome[pb.TranslateResponse]:
+        async with channel(server.address) as connection:
+            return await attempt(pb_grpc.TranslatorStub(connection).Translate(request))
 
-    run_held(engine, reference, scenario)
+    response = asyncio.run(main())
+    assert isinstance(response, pb.TranslateResponse) and reference.matches(request, response)
+    assert len(response.translations[1].segments) >= 2 and len(response.translations[2].segments) >= 2
     TALLY.bad_inputs += 1
 
 

@@ -36,6 +36,7 @@ class ReversingBackend:
     """
 
     name: str = "en-fr"
+    target_language: str = "fr"
     delay: float = 0.0
     fail_on: str | None = None
     gate: threading.Event = field(default_factory=_open_gate)
@@ -46,7 +47,7 @@ class ReversingBackend:
 
     @property
     def manifest(self) -> FakeManifest:
-        return FakeManifest(self.name)
+        return FakeManifest(self.name, target_language=self.target_language)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split()) + 1

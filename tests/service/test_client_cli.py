@@ -71,3 +71,32 @@ def test_html_reads_stdin_as_one_html_text(
     assert text_of(out) == "two one\nkept  as is\n"  # the fake model reverses the words of each block
     assert tag_tree(out, ordered=True) == (("p", (), (("b", (), ()),)), ("pre", (), ()))
     assert server.sample("mt_requests_total", {"method": "Translate", "model": "en-fr", "code": "OK"}) == 1
+
+
+def test_translates_a_document_from_a_file_keeping_its_layout(
+    start_server: Start, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    server = start_server()
+    path = tmp_path / "doc.txt"
+    path.write_text("Hello big world. Good morning!\n\n- one two\n")
+    assert main(["--address", server.address, "--document", str(path)]) == 0
+    assert capsys.readouterr().out == "world. big Hello morning! Good\n\n- two one\n"
+
+
+def test_translates_stdin_as_one_document_as_json(
+    start_server: Start, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = start_server()
+    monkeypatch.setattr("sys.stdin", io.StringIO("One two. Three four.\n"))
+    assert main(["--address", server.address, "--document", "-", "--json"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    entry = json.loads(line)
+    assert entry["hypotheses"][0]["text"] == "two. One four. Three\n"
+    assert [(s.get("start", 0), s["end"]) for s in entry["segments"]] == [(0, 8), (9, 20)]
+    assert server.sample("mt_requests_total", {"method": "Translate", "model": "en-fr", "code": "OK"}) == 1
+
+
+def test_a_missing_document_is_a_clear_error(start_server: Start, capsys: pytest.CaptureFixture[str]) -> None:
+    server = start_server()
+    assert main(["--address", server.address, "--document", "/nonexistent/doc.txt"]) == 1
+    assert capsys.readouterr().err.startswith("error: [Errno 2] No such file or directory")

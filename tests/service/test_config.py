@@ -23,8 +23,9 @@ def test_defaults() -> None:
     assert (s.models_root, s.host, s.grpc_port, s.metrics_port) == (Path("models"), "0.0.0.0", 50051, 9400)
     assert s.providers == ["CPUExecutionProvider"] and s.intra_op_threads == 0
     assert (s.max_batch_size, s.max_batch_tokens, s.max_queue_delay_ms) == (32, 4096, 5.0)
-    assert s.max_queue_size == 1024
-    assert (s.max_texts_per_request, s.max_text_chars, s.max_text_tokens) == (64, 2000, 256)
+    assert s.max_queue_size == 4096
+    assert (s.max_texts_per_request, s.max_request_chars, s.max_text_tokens) == (64, 100_000, 256)
+    assert s.no_repeat_ngram_size == 4
     assert (s.max_beam_size, s.max_n_best, s.max_length_limit) == (8, 8, 512)
     assert s.grace_period_s == 10 and s.auth_tokens == [] and not s.tls
     assert (s.log_json, s.log_level, s.max_message_bytes) == (False, "INFO", 4 * 1024 * 1024)

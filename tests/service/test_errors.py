@@ -14,7 +14,7 @@ from tests.service.fakes import ReversingBackend
 from tests.service.harness import ServerThread, wait_for
 
 Start = Callable[..., ServerThread]
-LIMITS = {"max_texts_per_request": 3, "max_text_chars": 20, "max_text_tokens": 4}
+LIMITS = {"max_texts_per_request": 3, "max_request_chars": 50, "max_queue_size": 4}
 
 
 @pytest.mark.parametrize(
@@ -22,8 +22,10 @@ LIMITS = {"max_texts_per_request": 3, "max_text_chars": 20, "max_text_tokens": 4
     [
         ({"texts": []}, "texts is empty; send at least one text"),
         ({"texts": ["a"] * 4}, "4 texts in one request; at most 3 are allowed"),
-        ({"texts": ["ok", "x" * 21]}, "texts[1] has 21 characters; at most 20 are allowed"),
-        ({"texts": ["a b c d"]}, "texts[0] has 5 tokens; at most 4 are allowed"),
+        ({"texts": ["ok", "x" * 49]}, "the texts have 51 characters in all; at most 50 are allowed in one request"),
+        ({"texts": ["Go now. Run fast. Eat well.", "Sit down. Stand up."]}, "the texts have 5 sentences in all"),
+        ({"texts": ["a"], "no_repeat_ngram_size": 1}, "no_repeat_ngram_size is 1; it must be 0 (no guard) or"),
+        ({"texts": ["a"], "no_repeat_ngram_size": 17}, "no_repeat_ngram_size is 17; it must be 0 (no guard) or"),
         ({"texts": ["a"], "beam_size": 9}, "beam_size is 9; it must be between 1 and 8 (0 means 1)"),
         ({"texts": ["a"], "beam_size": 2, "n_best": 3}, "n_best is 3; it must be between 1 and 2"),
         ({"texts": ["a"], "n_best": 2}, "n_best is 2; it must be between 1 and 1"),
@@ -47,18 +49,21 @@ def test_invalid_requests(start_server: Start, request_fields: dict[str, Any], m
 def test_limits_themselves_are_allowed(start_server: Start) -> None:
     server = start_server(**LIMITS)
     with server.client() as client:
-        response = client.translate(["x" * 20, "a b c", ""], beam_size=8, n_best=8, max_length=512, length_penalty=5)
-    assert len(response.translations) == 3
+        response = client.translate(["x" * 42, "Go. Run.", ""], beam_size=8, n_best=8, max_length=512, length_penalty=5)
+        assert len(response.translations) == 3
+        response = client.translate(["a b"], no_repeat_ngram_size=16)
+        assert response.translations[0].hypotheses[0].text == "b a"
 
 
-def test_text_too_long_for_the_model_is_refused_before_batching(start_server: Start) -> None:
-    backend = ReversingBackend(max_source_tokens=3)
+def test_a_sentence_too_long_for_the_model_is_cut_and_every_part_translated(start_server: Start) -> None:
+    """Cut at punctuation first, then between words; nothing refused, nothing left out."""
+    backend = ReversingBackend(max_source_tokens=4)
     server = start_server({"en-fr": backend})
-    with server.client() as client, pytest.raises(grpc.RpcError) as error:
-        client.translate(["a b", "a b c"])
-    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error.value.details() == "texts[1] has 4 tokens; at most 3 are allowed by model en-fr"
-    assert ["a b c"] not in backend.batches  # a batch holding it would fail for every request in it
+    with server.client() as client:
+        response = client.translate(["a b", "a b, c d e f g"])
+    assert [t.hypotheses[0].text for t in response.translations] == ["b a", "b, a e d c g f"]
+    assert [(s.start, s.end) for s in response.translations[1].segments] == [(0, 4), (5, 10), (11, 14)]
+    assert all(backend.count_tokens(text) <= 4 for batch in backend.batches for text in batch)
 
 
 def test_unknown_model(start_server: Start) -> None:

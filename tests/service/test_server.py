@@ -171,3 +171,13 @@ def test_metrics_endpoint(start_server: Start) -> None:
         "mt_queue_capacity",
     ):
         assert name in text
+
+
+def test_capitals_reach_the_model_in_sentence_case_and_come_back_in_capitals(start_server: Start) -> None:
+    backend = ReversingBackend()
+    server = start_server({"en-fr": backend})
+    with server.client() as client:
+        response = client.translate(["THE BIG DOG RUNS.", "The Big Red Dog Runs."])
+    assert [t.hypotheses[0].text for t in response.translations] == ["RUNS. DOG BIG THE", "Runs. Dog Red Big The"]
+    assert ["The big dog runs.", "The big red dog runs."] in backend.batches
+    assert response.translations[0].hypotheses[0].tokens == ["runs.", "dog", "big", "The"]  # the model's own

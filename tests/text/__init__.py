@@ -1,1 +1,1 @@
-"""Tests of the text handling of the service: markup, alignment."""
+"""Tests of service/text: documents, casing, language, markup and alignment."""

@@ -24,37 +24,43 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n translation/v1/translation.proto\x12\x0etranslation.v1\"\x82\x02\n\x10TranslateRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tbeam_size\x18\x03 \x01(\r\x12\x0e\n\x06n_best\x18\x04 \x01(\r\x12\x12\n\nmax_length\x18\x05 \x01(\r\x12\x16\n\x0elength_penalty\x18\x06 \x01(\x02\x12\x18\n\x10return_attention\x18\x07 \x01(\x08\x12\x15\n\rreturn_scores\x18\x08 \x01(\x08\x12\n\n\x02id\x18\t \x01(\t\x12*\n\x06\x66ormat\x18\x14 \x01(\x0e\x32\x1a.translation.v1.TextFormat\x12\x18\n\x10\x61ttention_detail\x18\x15 \x01(\x08\"\x9d\x01\n\x11TranslateResponse\x12\x31\n\x0ctranslations\x18\x01 \x03(\x0b\x32\x1b.translation.v1.Translation\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\n\n\x02id\x18\x04 \x01(\t\x12&\n\x06status\x18\x05 \x01(\x0b\x32\x16.translation.v1.Status\"\'\n\x06Status\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x8f\x01\n\x0bTranslation\x12.\n\nhypotheses\x18\x01 \x03(\x0b\x32\x1a.translation.v1.Hypothesis\x12\x15\n\rsource_tokens\x18\x02 \x03(\t\x12\x39\n\x10\x61ttention_detail\x18\x15 \x01(\x0b\x32\x1f.translation.v1.AttentionDetail\"\xf2\x01\n\x0f\x41ttentionDetail\x12\x15\n\rsource_tokens\x18\x01 \x03(\t\x12\x15\n\rtarget_tokens\x18\x02 \x03(\t\x12<\n\x16\x65ncoder_self_attention\x18\x03 \x03(\x0b\x32\x1c.translation.v1.AttentionMap\x12<\n\x16\x64\x65\x63oder_self_attention\x18\x04 \x03(\x0b\x32\x1c.translation.v1.AttentionMap\x12\x35\n\x0f\x63ross_attention\x18\x05 \x03(\x0b\x32\x1c.translation.v1.AttentionMap\"X\n\x0c\x41ttentionMap\x12\r\n\x05layer\x18\x01 \x01(\r\x12\x0c\n\x04head\x18\x02 \x01(\r\x12\x0c\n\x04rows\x18\x03 \x01(\r\x12\x0c\n\x04\x63ols\x18\x04 \x01(\r\x12\x0f\n\x07weights\x18\x05 \x03(\x02\"g\n\nHypothesis\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x03(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12,\n\tattention\x18\x04 \x01(\x0b\x32\x19.translation.v1.Attention\"f\n\tAttention\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\x12\x0f\n\x07weights\x18\x03 \x03(\x02\x12\x15\n\rsource_tokens\x18\x04 \x03(\t\x12\x15\n\rtarget_tokens\x18\x05 \x03(\t\"\x13\n\x11ListModelsRequest\"?\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.translation.v1.ModelInfo\"n\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x17\n\x0fsource_language\x18\x03 \x01(\t\x12\x17\n\x0ftarget_language\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t*9\n\nTextFormat\x12\x15\n\x11TEXT_FORMAT_PLAIN\x10\x00\x12\x14\n\x10TEXT_FORMAT_HTML\x10\x01\x32\x8f\x02\n\nTranslator\x12P\n\tTranslate\x12 .translation.v1.TranslateRequest\x1a!.translation.v1.TranslateResponse\x12Z\n\x0fTranslateStream\x12 .translation.v1.TranslateRequest\x1a!.translation.v1.TranslateResponse(\x01\x30\x01\x12S\n\nListModels\x12!.translation.v1.ListModelsRequest\x1a\".translation.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n translation/v1/translation.proto\x12\x0etranslation.v1\"\x89\x03\n\x10TranslateRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tbeam_size\x18\x03 \x01(\r\x12\x0e\n\x06n_best\x18\x04 \x01(\r\x12\x12\n\nmax_length\x18\x05 \x01(\r\x12\x16\n\x0elength_penalty\x18\x06 \x01(\x02\x12\x18\n\x10return_attention\x18\x07 \x01(\x08\x12\x15\n\rreturn_scores\x18\x08 \x01(\x08\x12\n\n\x02id\x18\t \x01(\t\x12!\n\x14no_repeat_ngram_size\x18\n \x01(\rH\x00\x88\x01\x01\x12\x17\n\x0fsource_language\x18\x0b \x01(\t\x12\x17\n\x0ftarget_language\x18\x0c \x01(\t\x12\x17\n\x0fstrict_language\x18\r \x01(\x08\x12*\n\x06\x66ormat\x18\x14 \x01(\x0e\x32\x1a.translation.v1.TextFormat\x12\x18\n\x10\x61ttention_detail\x18\x15 \x01(\x08\x42\x17\n\x15_no_repeat_ngram_size\"\x9d\x01\n\x11TranslateResponse\x12\x31\n\x0ctranslations\x18\x01 \x03(\x0b\x32\x1b.translation.v1.Translation\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\n\n\x02id\x18\x04 \x01(\t\x12&\n\x06status\x18\x05 \x01(\x0b\x32\x16.translation.v1.Status\"\'\n\x06Status\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xae\x02\n\x0bTranslation\x12.\n\nhypotheses\x18\x01 \x03(\x0b\x32\x1a.translation.v1.Hypothesis\x12\x15\n\rsource_tokens\x18\x02 \x03(\t\x12)\n\x08segments\x18\n \x03(\x0b\x32\x17.translation.v1.Segment\x12<\n\x11\x64\x65tected_language\x18\x0b \x01(\x0b\x32!.translation.v1.LanguageDetection\x12\x34\n\x08warnings\x18\x0c \x03(\x0b\x32\".translation.v1.TranslationWarning\x12\x39\n\x10\x61ttention_detail\x18\x15 \x01(\x0b\x32\x1f.translation.v1.AttentionDetail\"\xf2\x01\n\x0f\x41ttentionDetail\x12\x15\n\rsource_tokens\x18\x01 \x03(\t\x12\x15\n\rtarget_tokens\x18\x02 \x03(\t\x12<\n\x16\x65ncoder_self_attention\x18\x03 \x03(\x0b\x32\x1c.translation.v1.AttentionMap\x12<\n\x16\x64\x65\x63oder_self_attention\x18\x04 \x03(\x0b\x32\x1c.translation.v1.AttentionMap\x12\x35\n\x0f\x63ross_attention\x18\x05 \x03(\x0b\x32\x1c.translation.v1.AttentionMap\"X\n\x0c\x41ttentionMap\x12\r\n\x05layer\x18\x01 \x01(\r\x12\x0c\n\x04head\x18\x02 \x01(\r\x12\x0c\n\x04rows\x18\x03 \x01(\r\x12\x0c\n\x04\x63ols\x18\x04 \x01(\r\x12\x0f\n\x07weights\x18\x05 \x03(\x02\"\xa7\x01\n\x07Segment\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0b\n\x03\x65nd\x18\x02 \x01(\r\x12.\n\nhypotheses\x18\x03 \x03(\x0b\x32\x1a.translation.v1.Hypothesis\x12\x15\n\rsource_tokens\x18\x04 \x03(\t\x12\x39\n\x10\x61ttention_detail\x18\x05 \x01(\x0b\x32\x1f.translation.v1.AttentionDetail\"9\n\x11LanguageDetection\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\"3\n\x12TranslationWarning\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"g\n\nHypothesis\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x03(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12,\n\tattention\x18\x04 \x01(\x0b\x32\x19.translation.v1.Attention\"f\n\tAttention\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\x12\x0f\n\x07weights\x18\x03 \x03(\x02\x12\x15\n\rsource_tokens\x18\x04 \x03(\t\x12\x15\n\rtarget_tokens\x18\x05 \x03(\t\"\x13\n\x11ListModelsRequest\"?\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.translation.v1.ModelInfo\"n\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x17\n\x0fsource_language\x18\x03 \x01(\t\x12\x17\n\x0ftarget_language\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t*9\n\nTextFormat\x12\x15\n\x11TEXT_FORMAT_PLAIN\x10\x00\x12\x14\n\x10TEXT_FORMAT_HTML\x10\x01\x32\x8f\x02\n\nTranslator\x12P\n\tTranslate\x12 .translation.v1.TranslateRequest\x1a!.translation.v1.TranslateResponse\x12Z\n\x0fTranslateStream\x12 .translation.v1.TranslateRequest\x1a!.translation.v1.TranslateResponse(\x01\x30\x01\x12S\n\nListModels\x12!.translation.v1.ListModelsRequest\x1a\".translation.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'translation.v1.translation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TEXTFORMAT']._serialized_start=1402
-  _globals['_TEXTFORMAT']._serialized_end=1459
+  _globals['_TEXTFORMAT']._serialized_start=1978
+  _globals['_TEXTFORMAT']._serialized_end=2035
   _globals['_TRANSLATEREQUEST']._serialized_start=53
-  _globals['_TRANSLATEREQUEST']._serialized_end=311
-  _globals['_TRANSLATERESPONSE']._serialized_start=314
-  _globals['_TRANSLATERESPONSE']._serialized_end=471
-  _globals['_STATUS']._serialized_start=473
-  _globals['_STATUS']._serialized_end=512
-  _globals['_TRANSLATION']._serialized_start=515
-  _globals['_TRANSLATION']._serialized_end=658
-  _globals['_ATTENTIONDETAIL']._serialized_start=661
-  _globals['_ATTENTIONDETAIL']._serialized_end=903
-  _globals['_ATTENTIONMAP']._serialized_start=905
-  _globals['_ATTENTIONMAP']._serialized_end=993
-  _globals['_HYPOTHESIS']._serialized_start=995
-  _globals['_HYPOTHESIS']._serialized_end=1098
-  _globals['_ATTENTION']._serialized_start=1100
-  _globals['_ATTENTION']._serialized_end=1202
-  _globals['_LISTMODELSREQUEST']._serialized_start=1204
-  _globals['_LISTMODELSREQUEST']._serialized_end=1223
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1225
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1288
-  _globals['_MODELINFO']._serialized_start=1290
-  _globals['_MODELINFO']._serialized_end=1400
-  _globals['_TRANSLATOR']._serialized_start=1462
-  _globals['_TRANSLATOR']._serialized_end=1733
+  _globals['_TRANSLATEREQUEST']._serialized_end=446
+  _globals['_TRANSLATERESPONSE']._serialized_start=449
+  _globals['_TRANSLATERESPONSE']._serialized_end=606
+  _globals['_STATUS']._serialized_start=608
+  _globals['_STATUS']._serialized_end=647
+  _globals['_TRANSLATION']._serialized_start=650
+  _globals['_TRANSLATION']._serialized_end=952
+  _globals['_ATTENTIONDETAIL']._serialized_start=955
+  _globals['_ATTENTIONDETAIL']._serialized_end=1197
+  _globals['_ATTENTIONMAP']._serialized_start=1199
+  _globals['_ATTENTIONMAP']._serialized_end=1287
+  _globals['_SEGMENT']._serialized_start=1290
+  _globals['_SEGMENT']._serialized_end=1457
+  _globals['_LANGUAGEDETECTION']._serialized_start=1459
+  _globals['_LANGUAGEDETECTION']._serialized_end=1516
+  _globals['_TRANSLATIONWARNING']._serialized_start=1518
+  _globals['_TRANSLATIONWARNING']._serialized_end=1569
+  _globals['_HYPOTHESIS']._serialized_start=1571
+  _globals['_HYPOTHESIS']._serialized_end=1674
+  _globals['_ATTENTION']._serialized_start=1676
+  _globals['_ATTENTION']._serialized_end=1778
+  _globals['_LISTMODELSREQUEST']._serialized_start=1780
+  _globals['_LISTMODELSREQUEST']._serialized_end=1799
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1801
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1864
+  _globals['_MODELINFO']._serialized_start=1866
+  _globals['_MODELINFO']._serialized_end=1976
+  _globals['_TRANSLATOR']._serialized_start=2038
+  _globals['_TRANSLATOR']._serialized_end=2309
 # @@protoc_insertion_point(module_scope)

@@ -15,7 +15,7 @@ TEXT_FORMAT_PLAIN: TextFormat
 TEXT_FORMAT_HTML: TextFormat
 
 class TranslateRequest(_message.Message):
-    __slots__ = ("texts", "model", "beam_size", "n_best", "max_length", "length_penalty", "return_attention", "return_scores", "id", "format", "attention_detail")
+    __slots__ = ("texts", "model", "beam_size", "n_best", "max_length", "length_penalty", "return_attention", "return_scores", "id", "no_repeat_ngram_size", "source_language", "target_language", "strict_language", "format", "attention_detail")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BEAM_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,10 @@ class TranslateRequest(_message.Message):
     RETURN_ATTENTION_FIELD_NUMBER: _ClassVar[int]
     RETURN_SCORES_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    NO_REPEAT_NGRAM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    STRICT_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     ATTENTION_DETAIL_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
@@ -36,9 +40,13 @@ class TranslateRequest(_message.Message):
     return_attention: bool
     return_scores: bool
     id: str
+    no_repeat_ngram_size: int
+    source_language: str
+    target_language: str
+    strict_language: bool
     format: TextFormat
     attention_detail: bool
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., beam_size: _Optional[int] = ..., n_best: _Optional[int] = ..., max_length: _Optional[int] = ..., length_penalty: _Optional[float] = ..., return_attention: _Optional[bool] = ..., return_scores: _Optional[bool] = ..., id: _Optional[str] = ..., format: _Optional[_Union[TextFormat, str]] = ..., attention_detail: _Optional[bool] = ...) -> None: ...
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., beam_size: _Optional[int] = ..., n_best: _Optional[int] = ..., max_length: _Optional[int] = ..., length_penalty: _Optional[float] = ..., return_attention: _Optional[bool] = ..., return_scores: _Optional[bool] = ..., id: _Optional[str] = ..., no_repeat_ngram_size: _Optional[int] = ..., source_language: _Optional[str] = ..., target_language: _Optional[str] = ..., strict_language: _Optional[bool] = ..., format: _Optional[_Union[TextFormat, str]] = ..., attention_detail: _Optional[bool] = ...) -> None: ...
 
 class TranslateResponse(_message.Message):
     __slots__ = ("translations", "model", "request_id", "id", "status")
@@ -63,14 +71,20 @@ class Status(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Translation(_message.Message):
-    __slots__ = ("hypotheses", "source_tokens", "attention_detail")
+    __slots__ = ("hypotheses", "source_tokens", "segments", "detected_language", "warnings", "attention_detail")
     HYPOTHESES_FIELD_NUMBER: _ClassVar[int]
     SOURCE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    DETECTED_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     ATTENTION_DETAIL_FIELD_NUMBER: _ClassVar[int]
     hypotheses: _containers.RepeatedCompositeFieldContainer[Hypothesis]
     source_tokens: _containers.RepeatedScalarFieldContainer[str]
+    segments: _containers.RepeatedCompositeFieldContainer[Segment]
+    detected_language: LanguageDetection
+    warnings: _containers.RepeatedCompositeFieldContainer[TranslationWarning]
     attention_detail: AttentionDetail
-    def __init__(self, hypotheses: _Optional[_Iterable[_Union[Hypothesis, _Mapping]]] = ..., source_tokens: _Optional[_Iterable[str]] = ..., attention_detail: _Optional[_Union[AttentionDetail, _Mapping]] = ...) -> None: ...
+    def __init__(self, hypotheses: _Optional[_Iterable[_Union[Hypothesis, _Mapping]]] = ..., source_tokens: _Optional[_Iterable[str]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., detected_language: _Optional[_Union[LanguageDetection, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[TranslationWarning, _Mapping]]] = ..., attention_detail: _Optional[_Union[AttentionDetail, _Mapping]] = ...) -> None: ...
 
 class AttentionDetail(_message.Message):
     __slots__ = ("source_tokens", "target_tokens", "encoder_self_attention", "decoder_self_attention", "cross_attention")
@@ -99,6 +113,36 @@ class AttentionMap(_message.Message):
     cols: int
     weights: _containers.RepeatedScalarFieldContainer[float]
     def __init__(self, layer: _Optional[int] = ..., head: _Optional[int] = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ..., weights: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class Segment(_message.Message):
+    __slots__ = ("start", "end", "hypotheses", "source_tokens", "attention_detail")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    HYPOTHESES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ATTENTION_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    hypotheses: _containers.RepeatedCompositeFieldContainer[Hypothesis]
+    source_tokens: _containers.RepeatedScalarFieldContainer[str]
+    attention_detail: AttentionDetail
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., hypotheses: _Optional[_Iterable[_Union[Hypothesis, _Mapping]]] = ..., source_tokens: _Optional[_Iterable[str]] = ..., attention_detail: _Optional[_Union[AttentionDetail, _Mapping]] = ...) -> None: ...
+
+class LanguageDetection(_message.Message):
+    __slots__ = ("language", "confidence")
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    language: str
+    confidence: float
+    def __init__(self, language: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
+
+class TranslationWarning(_message.Message):
+    __slots__ = ("kind", "message")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    message: str
+    def __init__(self, kind: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Hypothesis(_message.Message):
     __slots__ = ("text", "tokens", "score", "attention")
