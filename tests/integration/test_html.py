@@ -16,8 +16,7 @@ import pytest
 from bench.server import ROOT
 from service.engine import Engine
 from service.text.markup import parse
-from service.types import DecodeOptions
-from tests.integration.calls import FP32_MODEL, MODEL
+from tests.integration.calls import FP32_MODEL, MODEL, served_options
 from tests.support.markup import repaired, tag_tree, text_of
 from tests.support.service_process import ServiceProcess
 
@@ -61,7 +60,7 @@ def test_a_page_keeps_its_markup(service: ServiceProcess) -> None:
 
 def test_each_block_reads_as_its_translation_alone(service: ServiceProcess, engines: dict[str, Engine]) -> None:
     """fp32 answers do not depend on the batch: a block's text is the model's translation of the block alone."""
-    options = DecodeOptions(beam_size=3, n_best=2)
+    options = served_options(beam_size=3, n_best=2)
     with service.client() as client:
         response = client.translate(BLOCKS, model=FP32_MODEL, beam_size=3, n_best=2, return_scores=True, format=1)
     for html, translation in zip(BLOCKS, response.translations, strict=True):
@@ -79,7 +78,9 @@ def test_plain_text_is_the_default(service: ServiceProcess, engines: dict[str, E
     text = "<b>big</b> car"
     with service.client() as client:
         response = client.translate([text])
-    assert response.translations[0].hypotheses[0].text == engines[MODEL].translate([text], DecodeOptions())[0].best.text
+    assert (
+        response.translations[0].hypotheses[0].text == engines[MODEL].translate([text], served_options())[0].best.text
+    )
 
 
 def test_html_requests_outside_the_limits(service: ServiceProcess, engines: dict[str, Engine]) -> None:

@@ -9,8 +9,7 @@ import pytest
 
 from service.engine import Engine
 from service.http.app import STATIC
-from service.types import DecodeOptions
-from tests.integration.calls import FP32_MODEL, MODEL
+from tests.integration.calls import FP32_MODEL, MODEL, served_options
 from tests.support.http import post_json, request
 from tests.support.service_process import ServiceProcess
 from tests.support.tiny import source_sentences
@@ -23,7 +22,7 @@ def test_translations_are_the_engines(service: ServiceProcess, engines: dict[str
     asked = {"texts": TEXTS, "model": model, "beam_size": 3, "n_best": 2, "return_scores": True}
     reply = post_json(f"{service.http_url}/v1/translate", {**asked, "return_attention": True})
     assert reply.status == 200, reply.body
-    options = DecodeOptions(beam_size=3, n_best=2, return_attention=True)
+    options = served_options(beam_size=3, n_best=2, return_attention=True)
     expected = engines[model].translate(TEXTS, options)
     for got, want in zip(reply.json["translations"], expected, strict=True):
         assert got["source_tokens"] == want.source_tokens
@@ -56,7 +55,7 @@ def test_attention_detail_over_http(service: ServiceProcess, engines: dict[str, 
     asked = {"texts": TEXTS[:2], "model": FP32_MODEL, "beam_size": 2, "attention_detail": True}
     reply = post_json(f"{service.http_url}/v1/translate", asked)
     assert reply.status == 200, reply.body
-    expected = engines[FP32_MODEL].translate(TEXTS[:2], DecodeOptions(beam_size=2, attention_detail=True))
+    expected = engines[FP32_MODEL].translate(TEXTS[:2], served_options(beam_size=2, attention_detail=True))
     for translation, reference in zip(reply.json["translations"], expected, strict=True):
         detail, want = translation["attention_detail"], reference.detail
         assert want is not None

@@ -22,13 +22,15 @@ def test_a_page_of_more_blocks_than_the_queue_takes_is_invalid(start_server: Sta
             client.translate([page], format="html")
         fits = client.translate([page[: page.index("<p>block 4")]], format="html").translations[0]
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error.value.details() == "the texts hold 5 blocks to translate; at most 4 are allowed in one request"
+    assert error.value.details() == (
+        "the texts have 5 blocks in all; at most 4 (the size of a model's queue) are allowed in one request"
+    )
     assert text_of(fits.hypotheses[0].text) == "0 block1 block2 block3 block"
     assert tag_tree(fits.hypotheses[0].text) == (("p", (), ()),) * 4
 
 
 def test_a_page_nested_deeper_than_browsers_allow_is_invalid(start_server: Start) -> None:
-    server = start_server(max_text_chars=10_000)
+    server = start_server(max_request_chars=10_000)
     with server.client() as client, pytest.raises(grpc.RpcError) as error:
         client.translate(["fine", "<div>" * 513 + "deep"], format="html")
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
