@@ -40,6 +40,7 @@ from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.config import OptimSettings, TrainConfig
 from model.data import (
     Batch,
+    CorpusError,
     FilterCounts,
     Pair,
     bucketed_batches,
@@ -52,7 +53,7 @@ from model.data import (
 from model.evaluate import score, translate_lines
 from model.metrics_log import MetricsLog
 from model.model import Transformer
-from model.tokenizer import PAD_ID, load_tokenizer, train_tokenizer
+from model.tokenizer import PAD_ID, VocabularySizeError, load_tokenizer, train_tokenizer
 
 
 @dataclass
@@ -163,7 +164,14 @@ def prepare_tokenizer(cfg: TrainConfig, run_dir: Path, dist_info: Distributed) -
         data = cfg.data
         src, tgt = read_parallel(data.corpus_dir, data.train_split, data.source_language, data.target_language)
         print(f"training a {data.vocab_size}-piece BPE tokenizer on {2 * len(src)} sentences -> {path}")
-        train_tokenizer(src + tgt, path, data.vocab_size)
+        try:
+            train_tokenizer(src + tgt, path, data.vocab_size)
+        except VocabularySizeError as exc:
+            raise CorpusError(
+                f"data.vocab_size {data.vocab_size} is too large for the {data.train_split!r} split of "
+                f"{data.corpus_dir} ({len(src)} pairs): it makes at most {exc.largest} pieces; set data.vocab_size "
+                f"to {exc.largest} or less, or train on a larger corpus"
+            ) from None
     dist_info.barrier()
     return path.read_bytes()
 
@@ -186,6 +194,8 @@ def load_split(cfg: TrainConfig, split: str, tokenizer: spm.SentencePieceProcess
     pairs, counts = filter_pairs(
         tokenizer.encode(src), tokenizer.encode(tgt), data.max_sentence_tokens, data.max_length_ratio
     )
+    if not counts.kept:
+        raise CorpusError(f"no pair of the {split!r} split is left after filtering: {counts.summary()}")
     description = {
         "corpus_dir": str(data.corpus_dir),
         "split": split,

@@ -17,7 +17,6 @@ from model.pipeline import (
     DECODINGS,
     EVAL_VARIANTS,
     STAGES,
-    TEST_SPLITS,
     PipelineError,
     choose_checkpoint,
     evaluated,
@@ -27,10 +26,12 @@ from model.pipeline import (
 from service.engine import Engine
 from service.manifest import read_manifest
 from service.types import DecodeOptions
+from tests.model.cli import cli_error
 from tests.model.corpora import reversal_corpus
 
 TINY = PROJECT_ROOT / "model" / "configs" / "tiny.yaml"
 SPLITS = {"train": 300, "val": 20, "test_2016_flickr": 30, "test_2017_flickr": 30}
+TEST_SPLITS = ["test_2016_flickr", "test_2017_flickr"]  # the config's default data.test_splits
 STAGE_LINE = re.compile(r"^\[\d/\d\] (\w+): (done|skipped): (.*)$", re.MULTILINE)
 
 
@@ -142,10 +143,11 @@ def test_bundled_run_skips_training_and_continues_from_export(
 @pytest.mark.slow
 def test_missing_scores_are_evaluated_again(first_run: FirstRun) -> None:
     test = read_manifest(first_run.output).scores["test"]
-    assert evaluated(test)
+    assert evaluated(test, TEST_SPLITS)
+    assert not evaluated(test, [*TEST_SPLITS, "test_2018_flickr"])
     del test["results"]["test_2017_flickr"]["fp32"]["beam4"]
-    assert not evaluated(test)
-    assert not evaluated({**test, "decoding": {"greedy": {"beam_size": 1}}})
+    assert not evaluated(test, TEST_SPLITS)
+    assert not evaluated({**test, "decoding": {"greedy": {"beam_size": 1}}}, TEST_SPLITS)
 
 
 def write_fake_checkpoint(path: Path, val_bleu: float) -> None:
@@ -165,12 +167,12 @@ def test_averaged_checkpoint_only_when_it_validates_better(
     assert choose_checkpoint(tmp_path) == (tmp_path / chosen, {"best.pt": best, "averaged.pt": averaged})
 
 
-def test_a_run_without_best_checkpoint_is_refused(tmp_path: Path) -> None:
+def test_a_run_without_best_checkpoint_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_fake_checkpoint(tmp_path / "averaged.pt", 30.0)
     with pytest.raises(PipelineError, match="no best.pt"):
         choose_checkpoint(tmp_path)
-    with pytest.raises(SystemExit, match="does not exist"):
-        main(["pipeline", "--config", str(TINY), "--output", str(tmp_path / "out"), "--run-dir", "/nonexistent/run"])
+    argv = ["pipeline", "--config", str(TINY), "--output", str(tmp_path / "out"), "--run-dir", "/nonexistent/run"]
+    assert cli_error(capsys, argv) == "error: run directory /nonexistent/run does not exist"
 
 
 def test_reproduce_command_sets_what_the_run_changed(tmp_path: Path) -> None:
