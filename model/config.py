@@ -67,6 +67,11 @@ class DataSettings(Section):
     vocab_size: int = Field(8000, ge=16, le=256000)
     max_sentence_tokens: int = Field(100, ge=1, le=8192)  # longer pairs (in subwords, either side) are dropped
     max_length_ratio: float = Field(3.0, ge=1.0)  # pairs whose subword lengths differ more are dropped
+    # Recipe options, all off by default (model/augment.py): training pairs added again in ALL CAPS and in
+    # Title Case (both sides; the tokenizer is trained on them too), and BPE-dropout of training batches.
+    upper_case_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    title_case_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    bpe_dropout: float = Field(0.0, ge=0.0, lt=1.0)  # probability of skipping each BPE merge, per step
 
     @field_validator("corpus_dir")
     @classmethod

@@ -78,9 +78,12 @@ def test_tiny_model_learns_to_reverse_sequences(tmp_path: Path) -> None:
     assert state["data"]["pairs_kept"] == 3000 and state["source_language"] == "src"
 
 
-def test_stopped_and_resumed_run_reaches_the_same_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("recipe", [[], ["data.bpe_dropout=0.1"]], ids=["plain", "bpe-dropout"])
+def test_stopped_and_resumed_run_reaches_the_same_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], recipe: list[str]
+) -> None:
     corpus = reversal_corpus(tmp_path / "corpus", {"train": 300, "val": 20})
-    settings = ("model.dropout=0.2", "optim.max_tokens=300", "run.val_every=4", "run.average_last=2")
+    settings = ("model.dropout=0.2", "optim.max_tokens=300", "run.val_every=4", "run.average_last=2", *recipe)
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     train_cli(corpus, straight, "optim.max_steps=10", *settings)
     stopped.mkdir()
