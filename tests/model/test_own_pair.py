@@ -129,6 +129,12 @@ def test_vocabulary_too_large_for_the_corpus(tmp_path: Path, capsys: pytest.Capt
     assert "set data.vocab_size to" in error
 
 
+def test_no_pair_left_after_length_filtering(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = word_mapping_tsv(tmp_path / "corpus", SPLITS)
+    error = refused(capsys, tmp_path, corpus, "data.max_sentence_tokens=1")
+    assert error.startswith("error: no pair of the 'train' split is left after filtering: 0/300 pairs kept")
+
+
 def test_the_real_command_exits_2_without_a_traceback(tmp_path: Path) -> None:
     argv = pipeline_argv(tmp_path / "models", own_pair_settings(tmp_path / "nowhere", tmp_path / "run"))
     done = subprocess.run(
