@@ -48,7 +48,8 @@ def test_a_tsv_corpus_of_a_new_pair_is_trained_bundled_and_served(
 ) -> None:
     corpus = word_mapping_tsv(tmp_path / "corpus", SPLITS)
     models_root = tmp_path / "models"
-    main(pipeline_argv(models_root, own_pair_settings(corpus, tmp_path / "run")))
+    recipe = ["data.bpe_dropout=0.1", "data.upper_case_fraction=0.05", "data.title_case_fraction=0.05"]
+    main(pipeline_argv(models_root, own_pair_settings(corpus, tmp_path / "run", *recipe)))
     assert "pipeline: tokenizer done, train done, export done, evaluate done, ship done, card done" in (
         capsys.readouterr().out
     )
@@ -56,7 +57,9 @@ def test_a_tsv_corpus_of_a_new_pair_is_trained_bundled_and_served(
     manifest = read_manifest(model_dir)
     assert (manifest.name, manifest.source_language, manifest.target_language) == ("en-xx", "en", "xx")
     assert list(manifest.scores["test"]["results"]) == ["test"]
-    assert "`test`" in (model_dir / "MODEL_CARD.md").read_text()
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    assert "`test`" in card and "only what the training corpus covers" in card and "image captions" not in card
+    assert "all capitals and Title Case were trained on in 5% and 5% extra copies" in card
 
     with ServiceProcess(models_root, tmp_path / "server.log") as service:
         service.wait_serving()
