@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,3 +189,32 @@ def test_reproduce_command_sets_what_the_run_changed(tmp_path: Path) -> None:
     assert sorted(settings) == sorted(expected)
     rebuilt = load_config(TINY, [*settings, f"run.output_dir={tmp_path}"]).to_dict()
     assert rebuilt == trained | {"optim": trained["optim"] | {"max_steps": 700}}
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize(
+    ("variables", "arguments"),
+    [
+        ([], "--config model/configs/multi30k_en_fr.yaml --models-root models --output models/en-fr"),
+        (["PAIR=en-de"], "--config model/configs/multi30k_en_de.yaml --models-root models --output models/en-de"),
+        (["CONFIG=my.yaml"], "--config my.yaml --models-root models"),  # the model directory named by its pair
+        (
+            ["CONFIG=my.yaml", "PAIR=en-xx", "RUN_DIR=/r"],
+            "--config my.yaml --models-root models --output models/en-xx --run-dir /r",
+        ),
+    ],
+)
+def test_make_pipeline_takes_a_pair_or_a_config(variables: list[str], arguments: str) -> None:
+    env = {
+        name: value for name, value in os.environ.items() if name not in {"PAIR", "CONFIG", "RUN_DIR", "MODELS_ROOT"}
+    }
+    printed = subprocess.run(
+        ["make", "--dry-run", "--always-make", "pipeline", "PY=python", *variables],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    commands = " ".join(printed.replace("\\\n", " ").split()).split("python -m model pipeline ")
+    assert commands[-1].strip() == arguments
