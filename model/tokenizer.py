@@ -16,15 +16,25 @@ from pathlib import Path
 import sentencepiece as spm
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
-TOO_HIGH = re.compile(r"Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)")
+TOO_LARGE = re.compile(r"Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)")
+TOO_SMALL = re.compile(r"Vocabulary size is smaller than required_chars\. \d+ vs (\d+)")
 
 
 class VocabularySizeError(ValueError):
-    """The text is too small for the vocabulary size asked for: `largest` is the most pieces it makes."""
+    """The vocabulary size asked for does not fit the text: above the most pieces it makes (`too_large`), or below
+    its distinct characters plus the special pieces; `bound` is the size it must not exceed or fall below."""
 
-    def __init__(self, vocab_size: int, largest: int):
-        super().__init__(f"vocabulary size {vocab_size} is too large for this text: it makes at most {largest} pieces")
-        self.vocab_size, self.largest = vocab_size, largest
+    def __init__(self, vocab_size: int, bound: int, too_large: bool):
+        self.vocab_size, self.bound, self.too_large = vocab_size, bound, too_large
+        super().__init__(f"vocabulary size {vocab_size} is too {self.size_word} for this text: {self.allowed}")
+
+    @property
+    def size_word(self) -> str:
+        return "large" if self.too_large else "small"
+
+    @property
+    def allowed(self) -> str:
+        return f"{'at most' if self.too_large else 'at least'} {self.bound}"
 
 
 def train_tokenizer(sentences: Iterable[str], output: Path, vocab_size: int = 8000) -> Path:
@@ -33,9 +43,10 @@ def train_tokenizer(sentences: Iterable[str], output: Path, vocab_size: int = 80
     try:
         train_sentencepiece(sentences, model, vocab_size)
     except RuntimeError as exc:
-        if not (match := TOO_HIGH.search(str(exc))):
-            raise
-        raise VocabularySizeError(vocab_size, int(match.group(1))) from None
+        for pattern, too_large in ((TOO_LARGE, True), (TOO_SMALL, False)):
+            if match := pattern.search(str(exc)):
+                raise VocabularySizeError(vocab_size, int(match.group(1)), too_large) from None
+        raise
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(model.getvalue())
     return output

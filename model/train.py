@@ -169,9 +169,9 @@ def prepare_tokenizer(cfg: TrainConfig, run_dir: Path, dist_info: Distributed) -
             train_tokenizer(src + tgt, path, data.vocab_size)
         except VocabularySizeError as exc:
             raise CorpusError(
-                f"data.vocab_size {data.vocab_size} is too large for the {data.train_split!r} split of "
-                f"{data.corpus_dir} ({len(src)} pairs): it makes at most {exc.largest} pieces; set data.vocab_size "
-                f"to {exc.largest} or less, or train on a larger corpus"
+                f"data.vocab_size {data.vocab_size} is too {exc.size_word} for the {data.train_split!r} split of "
+                f"{data.corpus_dir} ({len(src)} pairs): set it to {exc.allowed}"
+                + (", or train on a larger corpus" if exc.too_large else "")
             ) from None
     dist_info.barrier()
     return path.read_bytes()

@@ -3,6 +3,7 @@ corpus problems the pipeline refuses with one `error:` line before it trains any
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -125,11 +126,14 @@ def test_aligned_files_of_unequal_length(tmp_path: Path, capsys: pytest.CaptureF
     assert refused(capsys, tmp_path, corpus) == "error: train.xx.gz has 2 lines but train.en has 3"
 
 
-def test_vocabulary_too_large_for_the_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("vocab_size", "problem"), [(8000, "large"), (16, "small")])
+def test_vocabulary_size_that_does_not_fit_the_corpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], vocab_size: int, problem: str
+) -> None:
     corpus = word_mapping_tsv(tmp_path / "corpus", SPLITS)
-    error = refused(capsys, tmp_path, corpus, "data.vocab_size=8000")
-    assert error.startswith(f"error: data.vocab_size 8000 is too large for the 'train' split of {corpus} (300 pairs)")
-    assert "set data.vocab_size to" in error
+    error = refused(capsys, tmp_path, corpus, f"data.vocab_size={vocab_size}")
+    expected = f"error: data.vocab_size {vocab_size} is too {problem} for the 'train' split of {corpus} (300 pairs)"
+    assert re.fullmatch(re.escape(expected) + r": set it to at (most|least) \d+.*", error)
 
 
 def test_no_pair_left_after_length_filtering(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
