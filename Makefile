@@ -59,8 +59,13 @@ bench: install ## engine benchmark, load sweep, online targets under $(RESULTS)/
 train: install ## train a model from a config: make train CONFIG=model/configs/multi30k_en_fr.yaml
 	$(PY) -m model train --config $(CONFIG)
 
-pipeline: install ## tokenizer, training, export, evaluation, model card: make pipeline PAIR=en-fr [RUN_DIR=an existing run]
-	$(PY) -m model pipeline --config model/configs/multi30k_$(subst -,_,$(PAIR)).yaml --output $(MODELS_ROOT)/$(PAIR) \
+# make pipeline PAIR=en-fr: the bundled config of a pair, into $(MODELS_ROOT)/en-fr. make pipeline CONFIG=my.yaml: any
+# config, into $(MODELS_ROOT)/<source>-<target> of its data section (or $(MODELS_ROOT)/$(PAIR) when PAIR is given too).
+PIPELINE_CONFIG = $(or $(CONFIG),model/configs/multi30k_$(subst -,_,$(PAIR)).yaml)
+PIPELINE_OUTPUT = $(if $(and $(CONFIG),$(filter file,$(origin PAIR))),,--output $(MODELS_ROOT)/$(PAIR))
+
+pipeline: install ## tokenizer, training, export, evaluation, model card: make pipeline PAIR=en-fr | CONFIG=my.yaml [RUN_DIR=an existing run]
+	$(PY) -m model pipeline --config $(PIPELINE_CONFIG) --models-root $(MODELS_ROOT) $(PIPELINE_OUTPUT) \
 		$(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 export: install ## export a checkpoint to a model directory: make export CHECKPOINT=runs/multi30k_en_fr/best.pt PAIR=en-fr

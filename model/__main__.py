@@ -16,6 +16,8 @@ from model.tokenizer import load_tokenizer
 from model.train import train
 from service.manifest import ModelLoadError
 
+USAGE_ERROR = 2  # exit status of a bad config, corpus, checkpoint or model directory
+
 
 def train_command(args: argparse.Namespace) -> None:
     train(load_config(args.config, args.set), resume=args.resume)
@@ -48,7 +50,9 @@ def translate_command(args: argparse.Namespace) -> None:
 
 
 def pipeline_command(args: argparse.Namespace) -> None:
-    statuses = run_pipeline(args.config, args.output, args.set, args.run_dir, args.stop_after, args.threads)
+    statuses = run_pipeline(
+        args.config, args.output, args.set, args.run_dir, args.stop_after, args.threads, args.models_root
+    )
     print("pipeline: " + ", ".join(f"{stage} {status}" for stage, status in statuses.items()))
 
 
@@ -78,7 +82,10 @@ def parser() -> argparse.ArgumentParser:
         "pipeline", help="tokenizer, training, export, evaluation and model card of one language pair"
     )
     pipeline.add_argument("--config", type=Path, required=True)
-    pipeline.add_argument("--output", type=Path, required=True, help="the model directory, e.g. models/en-fr")
+    pipeline.add_argument(
+        "--output", type=Path, help="the model directory (default: MODELS_ROOT/<source>-<target> of the config)"
+    )
+    pipeline.add_argument("--models-root", type=Path, default=Path("models"), help="where --output defaults to")
     pipeline.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=0.001")
     pipeline.add_argument(
         "--run-dir", type=Path, help="bundle this existing training run as it is (no training); default: train"
@@ -98,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args.run(args)
     except (ConfigError, CorpusError, CheckpointError, ExportError, ModelLoadError, PipelineError) as exc:
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(USAGE_ERROR)
 
 
 if __name__ == "__main__":

@@ -188,19 +188,40 @@ def gates(manifest: Manifest) -> str:
     )
 
 
+CAPTIONS_DOMAIN = (
+    "- Domain: the corpus is image captions, short literal descriptions of people, animals and scenes. Long or "
+    "complex sentences, dialogue, questions, news or technical text are out of domain and translated much "
+    "worse than the scores suggest (the test sets are captions too).\n"
+)
+OTHER_DOMAIN = (
+    "- Domain: only what the training corpus covers; text unlike it is translated much worse than the scores on "
+    "the corpus's own test sets suggest.\n"
+)
+
+
 def limits(manifest: Manifest) -> str:
-    kept = ((manifest.training.get("data") or {}).get("filter_counts") or {}).get("kept")
+    described = manifest.training.get("data") or {}
+    kept = (described.get("filter_counts") or {}).get("kept")
     size = f"{kept:,} sentence pairs" if kept else "a small corpus"
+    captions = "multi30k" in Path(described.get("corpus_dir", "")).name.lower()
     return (
         "## Known limits\n\n"
-        "- Domain: the corpus is image captions, short literal descriptions of people, animals and scenes. Long or "
-        "complex sentences, dialogue, questions, news or technical text are out of domain and translated much "
-        "worse than the scores suggest (the test sets are captions too).\n"
-        f"- Rare words: trained on {size}. Rare words, names and numbers are often mistranslated, dropped or "
-        "copied; casing other than the captions' (all capitals, all lower case) was hardly seen in training.\n"
+        + (CAPTIONS_DOMAIN if captions else OTHER_DOMAIN)
+        + f"- Rare words: trained on {size}. Rare words, names and numbers are often mistranslated, dropped or "
+        f"copied; {casing_seen(manifest, captions)}.\n"
         "- No context: each sentence is translated alone, so pronouns, gender and terms are not kept consistent "
         f"across sentences. Output is cut at {manifest.max_length_a} x source tokens + {manifest.max_length_b}."
     )
+
+
+def casing_seen(manifest: Manifest, captions: bool) -> str:
+    """How much unusual casing training saw: the case-augmented shares, else none beyond the corpus's own."""
+    data = (manifest.training.get("config") or {}).get("data", {})
+    upper, title = data.get("upper_case_fraction", 0.0), data.get("title_case_fraction", 0.0)
+    if upper or title:
+        return f"all capitals and Title Case were trained on in {upper:.0%} and {title:.0%} extra copies of the pairs"
+    corpus = "the captions'" if captions else "the corpus's"
+    return f"casing other than {corpus} (all capitals, all lower case) was hardly seen in training"
 
 
 def reproduce(manifest: Manifest) -> str:

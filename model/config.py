@@ -53,16 +53,25 @@ class ModelSettings(Section):
 
 
 class DataSettings(Section):
-    """Where the parallel corpus is, which pair and splits to use, and how sentences are filtered."""
+    """Where the parallel corpus is, which pair and splits to use, and how sentences are filtered.
+
+    A split is `{split}.{source_language}` + `{split}.{target_language}` aligned line by line, or `{split}.tsv`
+    of source<TAB>target lines, in `corpus_dir` (see model/data.py)."""
 
     corpus_dir: Path = DEFAULT_CORPUS_DIR
     source_language: str = Field("en", min_length=1)
     target_language: str = Field("fr", min_length=1)
-    train_split: str = "train"
-    val_split: str = "val"
+    train_split: str = Field("train", min_length=1)
+    val_split: str = Field("val", min_length=1)  # validation BLEU: checkpoint choice and averaging
+    test_splits: list[str] = Field(["test_2016_flickr", "test_2017_flickr"], min_length=1)  # scored by the pipeline
     vocab_size: int = Field(8000, ge=16, le=256000)
     max_sentence_tokens: int = Field(100, ge=1, le=8192)  # longer pairs (in subwords, either side) are dropped
     max_length_ratio: float = Field(3.0, ge=1.0)  # pairs whose subword lengths differ more are dropped
+    # Recipe options, all off by default (model/augment.py): training pairs added again in ALL CAPS and in
+    # Title Case (both sides; the tokenizer is trained on them too), and BPE-dropout of training batches.
+    upper_case_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    title_case_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    bpe_dropout: float = Field(0.0, ge=0.0, lt=1.0)  # probability of skipping each BPE merge, per step
 
     @field_validator("corpus_dir")
     @classmethod

@@ -1,7 +1,9 @@
-"""Parallel corpus: reading aligned files, filtering pairs by length, and token-budget batches.
+"""Parallel corpus: reading a split, filtering pairs by length, and token-budget batches.
 
-Layout: `{split}.{language}` or `{split}.{language}.gz`, one sentence per line, files of a split aligned
-line by line (Multi30k's `train.en.gz` / `train.fr.gz`, ...).
+A split named S of the pair (source, target) is, in the corpus directory, either two aligned files
+`S.{source}` and `S.{target}` (one sentence a line, line n of one translating line n of the other: Multi30k's
+`train.en.gz` / `train.fr.gz`), or one file `S.tsv` of `source<TAB>target` lines; any of them may be gzipped
+(`.gz`). Aligned files win when both forms are there.
 """
 
 from __future__ import annotations
@@ -24,14 +26,23 @@ class CorpusError(Exception):
     """A corpus file is missing, unreadable, empty, not UTF-8, or not aligned with its pair."""
 
 
-def corpus_file(corpus_dir: Path, split: str, language: str) -> Path:
-    """The file of one side of a split: `{split}.{language}` or `{split}.{language}.gz`."""
+def find_file(corpus_dir: Path, name: str) -> Path | None:
+    """`name` or `name.gz` in the corpus directory, if either is a file."""
+    for candidate in (corpus_dir / name, corpus_dir / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def check_corpus_dir(corpus_dir: Path) -> None:
+    """A corpus directory must exist (a TSV file is not a directory: its split is named by the file)."""
+    if corpus_dir.is_file():
+        raise CorpusError(
+            f"data.corpus_dir {corpus_dir} is a file; it must be the directory holding the split files "
+            "({split}.tsv, or {split}.{source} and {split}.{target})"
+        )
     if not corpus_dir.is_dir():
         raise CorpusError(f"corpus directory {corpus_dir} does not exist")
-    for name in (f"{split}.{language}", f"{split}.{language}.gz"):
-        if (corpus_dir / name).is_file():
-            return corpus_dir / name
-    raise CorpusError(f"{split}.{language} (or {split}.{language}.gz) not found in {corpus_dir}")
 
 
 def read_lines(path: Path) -> list[str]:
@@ -54,11 +65,41 @@ def read_lines(path: Path) -> list[str]:
 
 
 def read_parallel(corpus_dir: Path, split: str, source: str, target: str) -> tuple[list[str], list[str]]:
-    """The aligned source and target sentences of a split."""
-    src_path, tgt_path = corpus_file(corpus_dir, split, source), corpus_file(corpus_dir, split, target)
+    """The aligned source and target sentences of a split, from aligned files or a TSV file."""
+    check_corpus_dir(corpus_dir)
+    sides = [find_file(corpus_dir, f"{split}.{language}") for language in (source, target)]
+    if sides[0] and sides[1]:
+        return read_aligned(sides[0], sides[1])
+    if (tsv := find_file(corpus_dir, f"{split}.tsv")) is not None:
+        return read_tsv(tsv)
+    missing = " and ".join(f"{split}.{lang}" for lang, path in zip((source, target), sides, strict=True) if not path)
+    raise CorpusError(
+        f"split {split!r} not found in {corpus_dir}: {missing} (or .gz) missing, and no {split}.tsv "
+        f"(a split is {split}.{source} + {split}.{target} aligned line by line, or {split}.tsv of "
+        "source<TAB>target lines, each optionally gzipped)"
+    )
+
+
+def read_aligned(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]:
+    """Two files aligned line by line."""
     src, tgt = read_lines(src_path), read_lines(tgt_path)
     if len(src) != len(tgt):
         raise CorpusError(f"{tgt_path.name} has {len(tgt)} lines but {src_path.name} has {len(src)}")
+    return src, tgt
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[str]]:
+    """A file of source<TAB>target lines."""
+    src, tgt = [], []
+    for number, line in enumerate(read_lines(path), 1):
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise CorpusError(
+                f"{path.name} line {number} has {len(fields)} tab-separated fields; each line must be "
+                "source<TAB>target (one tab)"
+            )
+        src.append(fields[0])
+        tgt.append(fields[1])
     return src, tgt
 
 

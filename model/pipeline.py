@@ -3,6 +3,9 @@ evaluation through the service's engine, keeping only the served variant (int8),
 
     python -m model pipeline --config model/configs/multi30k_en_fr.yaml --output models/en-fr
 
+Before any stage, every split the pipeline will read (training, validation, the config's `data.test_splits`) is
+read once, so that a missing, empty or misaligned corpus file stops it at once rather than hours later.
+
 Each stage is skipped when its output exists and is up to date, so a stopped pipeline resumes where it stopped
 (training itself continues from last.pt, as `train --resume` does). `--run-dir DIR` bundles a run trained
 elsewhere as it is: no training happens in DIR (its trainer may still be writing there); to train or resume in
@@ -28,6 +31,7 @@ import yaml
 from model.card import CARD_FILE, quality_gates, render_card
 from model.checkpoint import load_checkpoint
 from model.config import PROJECT_ROOT, TrainConfig, build_config, load_config
+from model.data import read_parallel
 from model.evaluate import Decoding, engine_scores
 from model.export import default_version, export_model
 from model.train import Distributed, Position, finished, prepare_tokenizer
@@ -40,7 +44,6 @@ DONE, SKIPPED = "done", "skipped"
 EXPORT_VARIANTS = ("fp32", "int8")
 EVAL_VARIANTS = ("int8", "fp32")
 SHIPPED_VARIANTS = ("int8",)  # what the model directory keeps: the CPU default, a third of fp32's size
-TEST_SPLITS = ("test_2016_flickr", "test_2017_flickr")
 DECODINGS = (Decoding(beam_size=1), Decoding(beam_size=4))
 CANDIDATES = ("best.pt", "averaged.pt")  # in order of preference when they validate equally
 
@@ -76,13 +79,28 @@ class Pipeline:
             "ship": self.ship,
             "card": self.card,
         }
+        chosen = STAGES[: STAGES.index(stop_after) + 1]
+        self.check_corpus(chosen)
         statuses = {}
-        for number, name in enumerate(STAGES[: STAGES.index(stop_after) + 1], 1):
+        for number, name in enumerate(chosen, 1):
             print(f"[{number}/{len(STAGES)}] {name} ...", flush=True)
             outcome = stages[name]()
             print(f"[{number}/{len(STAGES)}] {name}: {outcome.status}: {outcome.detail}", flush=True)
             statuses[name] = outcome.status
         return statuses
+
+    def check_corpus(self, stages: tuple[str, ...]) -> None:
+        """Read every split that `stages` will read (a bundled run is not trained); print their sizes."""
+        data = self.cfg.data
+        splits = [data.train_split, data.val_split] if "train" in stages and not self.bundled_run else []
+        splits += data.test_splits if "evaluate" in stages else []
+        if not splits:
+            return
+        sizes = [
+            f"{split} {len(read_parallel(data.corpus_dir, split, data.source_language, data.target_language)[0]):,}"
+            for split in dict.fromkeys(splits)
+        ]
+        print(f"corpus {data.corpus_dir} ({data.source_language}-{data.target_language}): {', '.join(sizes)} pairs")
 
     def tokenizer(self) -> Outcome:
         path = self.run_dir / "tokenizer.model"
@@ -132,11 +150,12 @@ class Pipeline:
 
     def evaluate(self) -> Outcome:
         manifest = read_manifest(self.output)
-        if evaluated(manifest.scores.get("test", {})):
+        splits = self.cfg.data.test_splits
+        if evaluated(manifest.scores.get("test", {}), splits):
             return Outcome(SKIPPED, f"{self.output / MANIFEST_FILE} has the test scores")
-        test = evaluate_model_dir(self.output, self.cfg.data.corpus_dir, self.threads)
+        test = evaluate_model_dir(self.output, self.cfg.data.corpus_dir, splits, self.threads)
         write_manifest(self.output, replace(manifest, scores={**manifest.scores, "test": test}))
-        return Outcome(DONE, f"{len(TEST_SPLITS) * len(EVAL_VARIANTS) * len(DECODINGS)} scores in {MANIFEST_FILE}")
+        return Outcome(DONE, f"{len(splits) * len(EVAL_VARIANTS) * len(DECODINGS)} scores in {MANIFEST_FILE}")
 
     def card(self) -> Outcome:
         manifest = read_manifest(self.output)
@@ -186,23 +205,23 @@ def choose_checkpoint(run_dir: Path) -> tuple[Path, dict[str, float]]:
     return run_dir / max(candidates, key=candidates.__getitem__), candidates
 
 
-def evaluated(test: dict[str, Any]) -> bool:
+def evaluated(test: dict[str, Any], splits: list[str]) -> bool:
     """Whether recorded test scores cover every split, variant and decoding, with today's decoding settings."""
     results = test.get("results", {})
     return test.get("decoding") == {d.name: asdict(d) for d in DECODINGS} and all(
         d.name in results.get(split, {}).get(variant, {})
-        for split in TEST_SPLITS
+        for split in splits
         for variant in EVAL_VARIANTS
         for d in DECODINGS
     )
 
 
-def evaluate_model_dir(model_dir: Path, corpus_dir: Path, threads: int = 0) -> dict[str, Any]:
+def evaluate_model_dir(model_dir: Path, corpus_dir: Path, splits: list[str], threads: int = 0) -> dict[str, Any]:
     """sacreBLEU and chrF of every variant on every test split with every decoding, through the engine."""
-    results: dict[str, Any] = {split: {} for split in TEST_SPLITS}
+    results: dict[str, Any] = {split: {} for split in splits}
     for variant in EVAL_VARIANTS:
         engine = Engine.load(model_dir, variant=variant, intra_op_threads=threads)
-        for split in TEST_SPLITS:
+        for split in splits:
             for decoding in DECODINGS:
                 scores = engine_scores(engine, corpus_dir, split, decoding)
                 print(f"    {split} {variant} {decoding.name}: BLEU {scores.bleu:.2f}  chrF {scores.chrf:.2f}")
@@ -257,16 +276,20 @@ def shown(path: Path) -> str:
 
 def run_pipeline(
     config_path: Path,
-    output: Path,
+    output: Path | None,
     overrides: list[str] = (),
     run_dir: Path | None = None,
     stop_after: str = STAGES[-1],
     threads: int = 0,
+    models_root: Path = Path("models"),
 ) -> dict[str, str]:
-    """Build the pipeline from a config file (and `--set` overrides) and run it; returns each stage's status."""
+    """Build the pipeline from a config file (and `--set` overrides) and run it; returns each stage's status.
+
+    Without `output`, the model directory is `models_root/{source}-{target}` of the config's pair."""
     if run_dir is not None:
         overrides = [*overrides, f"run.output_dir={Path(run_dir).resolve()}"]
     cfg = load_config(config_path, overrides)
     if run_dir is not None and not cfg.run.output_dir.is_dir():
         raise PipelineError(f"run directory {cfg.run.output_dir} does not exist")
+    output = output or Path(models_root) / f"{cfg.data.source_language}-{cfg.data.target_language}"
     return Pipeline(cfg, config_path, output, bundled_run=run_dir is not None, threads=threads).run(stop_after)

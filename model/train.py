@@ -36,10 +36,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from model.augment import SubwordSampler, case_augmented
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.config import OptimSettings, TrainConfig
 from model.data import (
     Batch,
+    CorpusError,
     FilterCounts,
     Pair,
     bucketed_batches,
@@ -52,7 +54,7 @@ from model.data import (
 from model.evaluate import score, translate_lines
 from model.metrics_log import MetricsLog
 from model.model import Transformer
-from model.tokenizer import PAD_ID, load_tokenizer, train_tokenizer
+from model.tokenizer import PAD_ID, VocabularySizeError, load_tokenizer, train_tokenizer
 
 
 @dataclass
@@ -161,11 +163,27 @@ def prepare_tokenizer(cfg: TrainConfig, run_dir: Path, dist_info: Distributed) -
     path = run_dir / "tokenizer.model"
     if dist_info.is_main and not path.exists():
         data = cfg.data
-        src, tgt = read_parallel(data.corpus_dir, data.train_split, data.source_language, data.target_language)
+        src, tgt = read_split(cfg, data.train_split)
         print(f"training a {data.vocab_size}-piece BPE tokenizer on {2 * len(src)} sentences -> {path}")
-        train_tokenizer(src + tgt, path, data.vocab_size)
+        try:
+            train_tokenizer(src + tgt, path, data.vocab_size)
+        except VocabularySizeError as exc:
+            raise CorpusError(
+                f"data.vocab_size {data.vocab_size} is too {exc.size_word} for the {data.train_split!r} split of "
+                f"{data.corpus_dir} ({len(src)} pairs): set it to {exc.allowed}"
+                + (", or train on a larger corpus" if exc.too_large else "")
+            ) from None
     dist_info.barrier()
     return path.read_bytes()
+
+
+def read_split(cfg: TrainConfig, split: str) -> tuple[list[str], list[str]]:
+    """The sentences of a split of the configured pair; the training split with its case variants, if configured."""
+    data = cfg.data
+    src, tgt = read_parallel(data.corpus_dir, split, data.source_language, data.target_language)
+    if split != data.train_split:
+        return src, tgt
+    return case_augmented(src, tgt, data.upper_case_fraction, data.title_case_fraction, cfg.run.seed)
 
 
 @dataclass
@@ -182,10 +200,12 @@ class Split:
 def load_split(cfg: TrainConfig, split: str, tokenizer: spm.SentencePieceProcessor) -> Split:
     """Read, tokenize and length-filter one split of the configured language pair."""
     data = cfg.data
-    src, tgt = read_parallel(data.corpus_dir, split, data.source_language, data.target_language)
+    src, tgt = read_split(cfg, split)
     pairs, counts = filter_pairs(
         tokenizer.encode(src), tokenizer.encode(tgt), data.max_sentence_tokens, data.max_length_ratio
     )
+    if not counts.kept:
+        raise CorpusError(f"no pair of the {split!r} split is left after filtering: {counts.summary()}")
     description = {
         "corpus_dir": str(data.corpus_dir),
         "split": split,
@@ -235,6 +255,11 @@ class Trainer:
         self.train_split = load_split(cfg, cfg.data.train_split, self.tokenizer)
         self.val_split = load_split(cfg, cfg.data.val_split, self.tokenizer)
         self.train_lengths = pair_lengths(self.train_split.pairs)
+        self.sampler = (
+            SubwordSampler(self.tokenizer, cfg.data.bpe_dropout, cfg.data.max_sentence_tokens, cfg.run.seed)
+            if cfg.data.bpe_dropout
+            else None
+        )
         seed_everything(cfg.run.seed)
         self.model = Transformer(cfg.model.to_model_config(self.tokenizer.get_piece_size(), PAD_ID)).to(self.device)
         self.optimizer = torch.optim.Adam(
@@ -429,7 +454,7 @@ class Trainer:
         self.epoch_size = len(batches)
         while position.batch_in_epoch < len(batches):
             start = time.perf_counter()
-            loss_sum, n_tokens = self.train_step(collate(self.train_split.pairs, batches[position.batch_in_epoch]))
+            loss_sum, n_tokens = self.train_step(self.training_batch(batches[position.batch_in_epoch]))
             position.step, position.batch_in_epoch = position.step + 1, position.batch_in_epoch + 1
             meter.add(loss_sum, n_tokens, time.perf_counter() - start)
             self.report(bar, meter)
@@ -438,6 +463,13 @@ class Trainer:
             if self.finished() or self.stop_requested:
                 return
         position.epoch, position.batch_in_epoch = position.epoch + 1, 0
+
+    def training_batch(self, indices: np.ndarray) -> Batch:
+        """The training pairs at `indices`, re-segmented for this step when BPE-dropout is on."""
+        if self.sampler is None:
+            return collate(self.train_split.pairs, indices)
+        pairs = self.sampler([self.train_split.pairs[i] for i in indices], self.position.step)
+        return collate(pairs, np.arange(len(pairs)))
 
     def report(self, bar: tqdm, meter: ThroughputMeter) -> None:
         """Progress bar every step; a train-loss line in metrics.jsonl every `log_every` steps."""

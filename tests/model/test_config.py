@@ -11,7 +11,10 @@ from model.config import PROJECT_ROOT, ConfigError, build_config, load_config
 CONFIGS = PROJECT_ROOT / "model" / "configs"
 
 
-@pytest.mark.parametrize("name", ["multi30k_en_fr.yaml", "multi30k_en_de.yaml", "tiny.yaml"])
+SHIPPED = [*(f"multi30k_en_{pair}{v}.yaml" for pair in ("fr", "de") for v in ("", "_v2")), "tiny.yaml"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_configs_load(name: str) -> None:
     cfg = load_config(CONFIGS / name)
     assert cfg.data.corpus_dir == (PROJECT_ROOT.parent / "shared" / "data" / "multi30k").resolve()
@@ -58,3 +61,11 @@ def test_unknown_key_in_the_file(tmp_path: Path) -> None:
 def test_unreadable_config(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("pair", ["fr", "de"])
+def test_v2_recipes_turn_the_recipe_options_on(pair: str) -> None:
+    v1, v2 = load_config(CONFIGS / f"multi30k_en_{pair}.yaml"), load_config(CONFIGS / f"multi30k_en_{pair}_v2.yaml")
+    assert v2.data.bpe_dropout > 0 and v2.data.upper_case_fraction > 0 and v2.data.title_case_fraction > 0
+    assert v2.optim.max_steps > v1.optim.max_steps and v2.run.average_last > 1
+    assert v2.model == v1.model.model_copy(update={"dropout": v2.model.dropout})  # same shape: same serving speed

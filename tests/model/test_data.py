@@ -50,10 +50,31 @@ def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
 
 def test_missing_file_and_missing_directory(tmp_path: Path) -> None:
     write_lines(tmp_path / "test.en.gz", ["a"])
-    with pytest.raises(CorpusError, match=r"test\.de \(or test\.de\.gz\) not found"):
+    missing = r"split 'test' not found in .*: test\.de \(or \.gz\) missing, and no test\.tsv"
+    with pytest.raises(CorpusError, match=missing):
         read_parallel(tmp_path, "test", "en", "de")
     with pytest.raises(CorpusError, match="does not exist"):
         read_parallel(tmp_path / "nowhere", "test", "en", "de")
+
+
+def test_reads_a_tsv_split_plain_or_gzipped(tmp_path: Path) -> None:
+    write_lines(tmp_path / "train.tsv.gz", ["a cat\tun chat", "two dogs\tdeux chiens"])
+    write_lines(tmp_path / "val.tsv", ["one\tun"])
+    assert read_parallel(tmp_path, "train", "en", "fr") == (["a cat", "two dogs"], ["un chat", "deux chiens"])
+    assert read_parallel(tmp_path, "val", "en", "fr") == (["one"], ["un"])
+
+
+def test_aligned_files_win_over_a_tsv(tmp_path: Path) -> None:
+    write_lines(tmp_path / "train.tsv", ["from\tthe tsv"])
+    write_lines(tmp_path / "train.en", ["from"])
+    write_lines(tmp_path / "train.fr", ["the aligned files"])
+    assert read_parallel(tmp_path, "train", "en", "fr") == (["from"], ["the aligned files"])
+
+
+def test_a_tsv_line_with_two_tabs_names_the_line(tmp_path: Path) -> None:
+    write_lines(tmp_path / "test.tsv", ["a\tb", "c\td\te"])
+    with pytest.raises(CorpusError, match=r"test\.tsv line 2 has 3 tab-separated fields"):
+        read_parallel(tmp_path, "test", "en", "fr")
 
 
 def test_corrupt_gzip_is_unreadable(tmp_path: Path) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +20,6 @@ from model.pipeline import (
     DECODINGS,
     EVAL_VARIANTS,
     STAGES,
-    TEST_SPLITS,
     PipelineError,
     choose_checkpoint,
     evaluated,
@@ -27,10 +29,12 @@ from model.pipeline import (
 from service.engine import Engine
 from service.manifest import read_manifest
 from service.types import DecodeOptions
+from tests.model.cli import cli_error
 from tests.model.corpora import reversal_corpus
 
 TINY = PROJECT_ROOT / "model" / "configs" / "tiny.yaml"
 SPLITS = {"train": 300, "val": 20, "test_2016_flickr": 30, "test_2017_flickr": 30}
+TEST_SPLITS = ["test_2016_flickr", "test_2017_flickr"]  # the config's default data.test_splits
 STAGE_LINE = re.compile(r"^\[\d/\d\] (\w+): (done|skipped): (.*)$", re.MULTILINE)
 
 
@@ -143,10 +147,11 @@ def test_bundled_run_skips_training_and_continues_from_export(
 @pytest.mark.slow
 def test_missing_scores_are_evaluated_again(first_run: FirstRun) -> None:
     test = read_manifest(first_run.output).scores["test"]
-    assert evaluated(test)
+    assert evaluated(test, TEST_SPLITS)
+    assert not evaluated(test, [*TEST_SPLITS, "test_2018_flickr"])
     del test["results"]["test_2017_flickr"]["fp32"]["beam4"]
-    assert not evaluated(test)
-    assert not evaluated({**test, "decoding": {"greedy": {"beam_size": 1}}})
+    assert not evaluated(test, TEST_SPLITS)
+    assert not evaluated({**test, "decoding": {"greedy": {"beam_size": 1}}}, TEST_SPLITS)
 
 
 def write_fake_checkpoint(path: Path, val_bleu: float) -> None:
@@ -166,12 +171,12 @@ def test_averaged_checkpoint_only_when_it_validates_better(
     assert choose_checkpoint(tmp_path) == (tmp_path / chosen, {"best.pt": best, "averaged.pt": averaged})
 
 
-def test_a_run_without_best_checkpoint_is_refused(tmp_path: Path) -> None:
+def test_a_run_without_best_checkpoint_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_fake_checkpoint(tmp_path / "averaged.pt", 30.0)
     with pytest.raises(PipelineError, match="no best.pt"):
         choose_checkpoint(tmp_path)
-    with pytest.raises(SystemExit, match="does not exist"):
-        main(["pipeline", "--config", str(TINY), "--output", str(tmp_path / "out"), "--run-dir", "/nonexistent/run"])
+    argv = ["pipeline", "--config", str(TINY), "--output", str(tmp_path / "out"), "--run-dir", "/nonexistent/run"]
+    assert cli_error(capsys, argv) == "error: run directory /nonexistent/run does not exist"
 
 
 def test_reproduce_command_sets_what_the_run_changed(tmp_path: Path) -> None:
@@ -185,3 +190,32 @@ def test_reproduce_command_sets_what_the_run_changed(tmp_path: Path) -> None:
     assert sorted(settings) == sorted(expected)
     rebuilt = load_config(TINY, [*settings, f"run.output_dir={tmp_path}"]).to_dict()
     assert rebuilt == trained | {"optim": trained["optim"] | {"max_steps": 700}}
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize(
+    ("variables", "arguments"),
+    [
+        ([], "--config model/configs/multi30k_en_fr.yaml --models-root models --output models/en-fr"),
+        (["PAIR=en-de"], "--config model/configs/multi30k_en_de.yaml --models-root models --output models/en-de"),
+        (["CONFIG=my.yaml"], "--config my.yaml --models-root models"),  # the model directory named by its pair
+        (
+            ["CONFIG=my.yaml", "PAIR=en-xx", "RUN_DIR=/r"],
+            "--config my.yaml --models-root models --output models/en-xx --run-dir /r",
+        ),
+    ],
+)
+def test_make_pipeline_takes_a_pair_or_a_config(variables: list[str], arguments: str) -> None:
+    env = {
+        name: value for name, value in os.environ.items() if name not in {"PAIR", "CONFIG", "RUN_DIR", "MODELS_ROOT"}
+    }
+    printed = subprocess.run(
+        ["make", "--dry-run", "--always-make", "pipeline", "PY=python", *variables],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    commands = " ".join(printed.replace("\\\n", " ").split()).split("python -m model pipeline ")
+    assert commands[-1].strip() == arguments

@@ -21,13 +21,14 @@ from model.data import collate, read_lines
 from model.evaluate import translate_lines
 from model.tokenizer import load_tokenizer
 from model.train import Trainer, inverse_sqrt_schedule, teacher_forcing_loss
+from tests.model.cli import cli_error
 from tests.model.corpora import reversal_corpus
 
 TINY = str(PROJECT_ROOT / "model" / "configs" / "tiny.yaml")
 
 
-def train_cli(corpus: Path, run_dir: Path, *overrides: str, resume: bool = False) -> None:
-    """`python -m model train` with the tiny config on a synthetic src->tgt corpus."""
+def train_argv(corpus: Path, run_dir: Path, *overrides: str, resume: bool = False) -> list[str]:
+    """`python -m model train` arguments with the tiny config on a synthetic src->tgt corpus."""
     settings = [
         f"data.corpus_dir={corpus}",
         f"run.output_dir={run_dir}",
@@ -36,7 +37,12 @@ def train_cli(corpus: Path, run_dir: Path, *overrides: str, resume: bool = False
         "data.vocab_size=45",  # 4 specials + 21 characters + 20 word-initial letters
         *overrides,
     ]
-    main(["train", "--config", TINY, "--set", *settings] + (["--resume"] if resume else []))
+    return ["train", "--config", TINY, "--set", *settings] + (["--resume"] if resume else [])
+
+
+def train_cli(corpus: Path, run_dir: Path, *overrides: str, resume: bool = False) -> None:
+    """Train with `train_argv`'s command line."""
+    main(train_argv(corpus, run_dir, *overrides, resume=resume))
 
 
 def test_warmup_then_inverse_square_root_decay() -> None:
@@ -74,9 +80,12 @@ def test_tiny_model_learns_to_reverse_sequences(tmp_path: Path) -> None:
     assert state["data"]["pairs_kept"] == 3000 and state["source_language"] == "src"
 
 
-def test_stopped_and_resumed_run_reaches_the_same_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize("recipe", [[], ["data.bpe_dropout=0.1"]], ids=["plain", "bpe-dropout"])
+def test_stopped_and_resumed_run_reaches_the_same_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], recipe: list[str]
+) -> None:
     corpus = reversal_corpus(tmp_path / "corpus", {"train": 300, "val": 20})
-    settings = ("model.dropout=0.2", "optim.max_tokens=300", "run.val_every=4", "run.average_last=2")
+    settings = ("model.dropout=0.2", "optim.max_tokens=300", "run.val_every=4", "run.average_last=2", *recipe)
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     train_cli(corpus, straight, "optim.max_steps=10", *settings)
     stopped.mkdir()
@@ -86,8 +95,7 @@ def test_stopped_and_resumed_run_reaches_the_same_weights(tmp_path: Path) -> Non
     position = first_part["position"]
     assert (position["epoch"], position["batch_in_epoch"]) == (0, 5)  # stopped mid-epoch (7 batches per epoch)
     assert first_part["epochs"] == round(5 / 7, 2) and first_part["train_seconds"] > 0
-    with pytest.raises(SystemExit, match="exists: pass --resume"):
-        train_cli(corpus, stopped, "optim.max_steps=10", *settings)
+    assert "exists: pass --resume" in cli_error(capsys, train_argv(corpus, stopped, "optim.max_steps=10", *settings))
     train_cli(corpus, stopped, "optim.max_steps=10", *settings, resume=True)
 
     a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(stopped / "last.pt")
@@ -122,9 +130,8 @@ def test_ctrl_c_stops_with_a_resumable_checkpoint_and_the_average(
     assert (averaged["step"], averaged["averaged_checkpoints"]) == (6, 2)
 
 
-def test_resume_without_a_checkpoint_fails(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="does not exist"):
-        train_cli(tmp_path, tmp_path / "run", resume=True)
+def test_resume_without_a_checkpoint_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "does not exist" in cli_error(capsys, train_argv(tmp_path, tmp_path / "run", resume=True))
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "run" / "last.pt")
 
