@@ -99,7 +99,9 @@ def test_stopped_and_resumed_run_reaches_the_same_weights(
     train_cli(corpus, stopped, "optim.max_steps=10", *settings, resume=True)
 
     a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(stopped / "last.pt")
-    assert a["position"] == b["position"] and a["position"]["epoch"] >= 1
+    # The stopped run validated once more, when it stopped: that may have set another best score, nothing else.
+    where = [{k: v for k, v in c["position"].items() if k != "best_bleu"} for c in (a, b)]
+    assert where[0] == where[1] and a["position"]["epoch"] >= 1
     assert a["epochs"] == b["epochs"] == round(1 + 3 / 7, 2)
     assert b["train_seconds"] > first_part["train_seconds"]  # the time before the stop counts too
     assert "cores" in b["hardware"]  # CPU model, cores, threads
