@@ -17,8 +17,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench.machine import benchmark_sentences, describe_machine
-from service.engine import Engine
-from service.manifest import read_manifest
+from service.decoding.engine import Engine
+from service.decoding.manifest import read_manifest
 from service.types import DecodeOptions
 
 MAX_LENGTH_A, MAX_LENGTH_B = 1.5, 10

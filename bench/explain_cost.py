@@ -22,8 +22,8 @@ from pathlib import Path
 
 from bench.machine import benchmark_sentences, describe_machine
 from bench.server import rss_bytes
-from service.engine import Engine
-from service.manifest import EXPLAIN_FILE, MANIFEST_FILE
+from service.decoding.engine import Engine
+from service.decoding.manifest import EXPLAIN_FILE, MANIFEST_FILE
 from service.types import DecodeOptions
 
 PLAIN = DecodeOptions()

@@ -91,7 +91,7 @@ def measure(name: str, html: str, repeats: int) -> list[str]:
 
 def translation_time(model_dir: Path, html: str, repeats: int) -> str:
     """The engine's p50 time to translate the page's blocks, greedy, with attention."""
-    from service.engine import Engine
+    from service.decoding.engine import Engine
     from service.types import DecodeOptions
 
     engine = Engine.load(model_dir, intra_op_threads=1)

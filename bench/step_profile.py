@@ -19,7 +19,7 @@ from typing import Any
 import onnxruntime as ort
 
 from bench.machine import benchmark_sentences, describe_machine
-from service.engine import Engine
+from service.decoding.engine import Engine
 from service.scheduling.cohort import Cohort, Sentence
 from service.types import DecodeOptions
 

@@ -45,8 +45,8 @@ from bench.load import (
 )
 from bench.machine import benchmark_sentences, describe_machine
 from bench.server import ServerProcess
-from service.engine import CPU
-from service.manifest import read_manifest
+from service.decoding.engine import CPU
+from service.decoding.manifest import read_manifest
 
 UNBATCHED = {"MT_MAX_BATCH_SIZE": "1"}
 

@@ -16,10 +16,10 @@ import numpy as np
 
 from bench.machine import CORPUS_DIR, corpus_sentences, describe_machine
 from service.api.translation.v1 import translation_pb2 as pb
-from service.backend import ModelSet
 from service.config import Settings
 from service.convert import to_response
-from service.engine import Engine
+from service.decoding.backend import ModelSet
+from service.decoding.engine import Engine
 from service.text.language import DETECTOR
 from service.types import Translation
 from service.validation import Job, validate

@@ -18,7 +18,7 @@ from pathlib import Path
 import sacrebleu
 
 from bench.machine import CORPUS_DIR, describe_machine
-from service.engine import Engine
+from service.decoding.engine import Engine
 from service.text.document import split_document
 from service.types import DecodeOptions
 

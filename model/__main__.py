@@ -14,7 +14,7 @@ from model.export import ExportError
 from model.pipeline import STAGES, PipelineError, run_pipeline
 from model.tokenizer import load_tokenizer
 from model.train import train
-from service.manifest import ModelLoadError
+from service.decoding.manifest import ModelLoadError
 
 USAGE_ERROR = 2  # exit status of a bad config, corpus, checkpoint or model directory
 

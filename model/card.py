@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from service.engine import CPU
-from service.manifest import Manifest
+from service.decoding.engine import CPU
+from service.decoding.manifest import Manifest
 
 CARD_FILE = "MODEL_CARD.md"
 GATE_SPLIT = "test_2016_flickr"

@@ -20,7 +20,7 @@ from model.tokenizer import BOS_ID, EOS_ID
 from service.types import DecodeOptions
 
 if TYPE_CHECKING:
-    from service.engine import Engine
+    from service.decoding.engine import Engine
 
 
 def encode_sources(tokenizer: spm.SentencePieceProcessor, lines: list[str], max_length: int) -> list[list[int]]:

@@ -1,4 +1,4 @@
-"""Export a checkpoint to a model directory for the onnxruntime engine (layout in service/manifest.py).
+"""Export a checkpoint to a model directory for the onnxruntime engine (layout in service/decoding/manifest.py).
 
     python -m model.export --checkpoint runs/en-fr/best.pt --output models/en-fr --variants fp32,int8
 
@@ -33,7 +33,15 @@ from torch.export import Dim
 from model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from model.model import KeyValue, Transformer, padding_mask
 from model.tokenizer import load_tokenizer
-from service.manifest import EXPLAIN_FILE, AttentionSource, Manifest, SpecialIds, Variant, sha256_file, write_manifest
+from service.decoding.manifest import (
+    EXPLAIN_FILE,
+    AttentionSource,
+    Manifest,
+    SpecialIds,
+    Variant,
+    sha256_file,
+    write_manifest,
+)
 
 OPSET = 20
 TOKENIZER_FILE = "tokenizer.model"

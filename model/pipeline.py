@@ -36,8 +36,8 @@ from model.evaluate import Decoding, engine_scores
 from model.export import default_version, export_model
 from model.train import Distributed, Position, finished, prepare_tokenizer
 from model.train import train as run_training
-from service.engine import Engine
-from service.manifest import MANIFEST_FILE, read_manifest, sha256_file, write_manifest
+from service.decoding.engine import Engine
+from service.decoding.manifest import MANIFEST_FILE, read_manifest, sha256_file, write_manifest
 
 STAGES = ("tokenizer", "train", "export", "evaluate", "ship", "card")
 DONE, SKIPPED = "done", "skipped"

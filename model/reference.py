@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from model.model import KeyValue, Transformer, padding_mask
-from service.search import IncrementalDecoder, SearchResult, beam_search, greedy_search
+from service.decoding.search import IncrementalDecoder, SearchResult, beam_search, greedy_search
 
 
 class TorchIncrementalDecoder:

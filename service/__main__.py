@@ -8,8 +8,8 @@ import os
 import sys
 
 from service.config import ConfigError, Settings, load_settings
-from service.logs import logging_to_stderr
-from service.manifest import ModelLoadError
+from service.decoding.manifest import ModelLoadError
+from service.telemetry.logs import logging_to_stderr
 
 
 def main() -> int:

@@ -17,20 +17,20 @@ from prometheus_client import CollectorRegistry
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
-from service.auth import BearerAuthInterceptor
-from service.backend import ModelSet, TranslationBackend
-from service.calls.accounting import CallAccounting
 from service.config import ConfigError, PortBusy, Settings
-from service.decoding import DecodingInterceptor
+from service.decoding.backend import ModelSet, TranslationBackend
 from service.errors import ModelNotFound
 from service.http.app import build_app
-from service.http.metrics_server import MetricsHttpServer, start_metrics_server
 from service.http.routes import HttpApi, Readiness
 from service.http.server import HttpServer
-from service.metrics import Metrics
+from service.rpc.accounting import CallAccounting
+from service.rpc.auth import BearerAuthInterceptor
+from service.rpc.parsing import DecodingInterceptor
+from service.rpc.servicer import TranslatorServicer
 from service.scheduling import SentenceScheduler, make_scheduler
-from service.servicer import TranslatorServicer
 from service.telemetry.build import build_info
+from service.telemetry.metrics import Metrics
+from service.telemetry.metrics_server import MetricsHttpServer, start_metrics_server
 from service.text.language import DETECTOR
 from service.translation import TranslationService
 from service.types import DecodeOptions
@@ -198,7 +198,7 @@ def load_backends(settings: Settings) -> dict[str, TranslationBackend]:
     folders = sorted(p for p in root.glob("*") if (p / "manifest.json").is_file()) if root.is_dir() else []
     if not folders:
         raise ConfigError(f"models_root {root}: no model folder (a subfolder with a manifest.json) found")
-    from service.engine import Engine  # imported here: it pulls in onnxruntime
+    from service.decoding.engine import Engine  # imported here: it pulls in onnxruntime
 
     backends: dict[str, TranslationBackend] = {}
     for folder in folders:

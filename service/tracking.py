@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.errors import ErrorStatus, error_status
-from service.logs import request_context
-from service.metrics import Metrics
+from service.telemetry.logs import request_context
+from service.telemetry.metrics import Metrics
 from service.translation import TranslationService
 
 log = logging.getLogger(__name__)

@@ -8,12 +8,12 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from service.api.translation.v1 import translation_pb2 as pb
-from service.backend import ModelSet
-from service.batcher import BatchKey, Item
 from service.config import Settings
 from service.convert import markup_response, to_response
+from service.decoding.backend import ModelSet
 from service.errors import ResponseTooLarge, ServiceError
 from service.scheduling import SentenceScheduler
+from service.scheduling.batcher import BatchKey, Item
 from service.text.markup_translation import translated_document
 from service.types import Translation
 from service.validation import Job, Markup, resolve_model, validate

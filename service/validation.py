@@ -6,10 +6,10 @@ import math
 from dataclasses import dataclass
 
 from service.api.translation.v1 import translation_pb2 as pb
-from service.backend import ModelSet, TranslationBackend
 from service.config import Settings
+from service.decoding.backend import ModelSet, TranslationBackend
+from service.decoding.manifest import EXPLAIN_FILE
 from service.errors import InvalidRequest
-from service.manifest import EXPLAIN_FILE
 from service.text.document import Document, split_document
 from service.text.language import DETECTOR, Detection
 from service.text.markup import Document as MarkupDocument

@@ -16,7 +16,7 @@ from service.errors import ErrorStatus
 from service.http.errors import error_response
 from service.http.openapi import openapi_document
 from service.http.routes import HttpApi, internal_error, with_request_id
-from service.logs import new_request_id
+from service.telemetry.logs import new_request_id
 
 STATIC = Path(__file__).with_name("static")
 API_VERSION = "v1"

@@ -13,13 +13,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service.api.translation.v1 import translation_pb2 as pb
-from service.auth import bearer_accepted
 from service.config import Settings
 from service.errors import ErrorStatus, Unauthenticated, error_status
 from service.http.errors import HttpError, error_response
 from service.http.messages import read_message, to_json
-from service.logs import new_request_id, request_context
-from service.metrics import HTTP, Metrics
+from service.rpc.auth import bearer_accepted
+from service.telemetry.logs import new_request_id, request_context
+from service.telemetry.metrics import HTTP, Metrics
 from service.tracking import Call, describe, translate_tracked
 from service.translation import TranslationService
 

@@ -6,12 +6,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Protocol, cast, runtime_checkable
 
-from service.backend import TranslationBackend
-from service.batcher import Batcher, BatchKey, BatchLimits, Item
 from service.config import Settings
-from service.metrics import Metrics
+from service.decoding.backend import TranslationBackend
+from service.scheduling.batcher import Batcher, BatchKey, BatchLimits, Item
 from service.scheduling.cohort import StepBackend
 from service.scheduling.scheduler import Scheduler, SchedulerLimits
+from service.telemetry.metrics import Metrics
 from service.types import Translation
 
 __all__ = ["Scheduler", "SchedulerLimits", "SentenceScheduler", "make_scheduler"]

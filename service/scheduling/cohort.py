@@ -29,7 +29,7 @@ from typing import Protocol
 
 import numpy as np
 
-from service.search import SearchResult, StepSearch
+from service.decoding.search import SearchResult, StepSearch
 from service.types import DecodeOptions, StageTimings, Translation
 
 
@@ -46,7 +46,7 @@ class RowCache(Protocol):
 
 
 class StepBackend(Protocol):
-    """What the scheduler needs of a model (service.engine.Engine) to run it step by step."""
+    """What the scheduler needs of a model (service.decoding.engine.Engine) to run it step by step."""
 
     def source_ids(self, text: str) -> list[int]: ...
     def encode(self, sources: Sequence[Sequence[int]], beam_size: np.ndarray, return_attention: bool) -> RowCache: ...

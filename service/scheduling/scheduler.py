@@ -36,12 +36,12 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from service.batcher import BatchKey, Item
 from service.config import Settings
 from service.errors import DeadlineExceeded, Draining, ModelNotFound, QueueFull
-from service.metrics import Metrics
+from service.scheduling.batcher import BatchKey, Item
 from service.scheduling.budget import RESPONSE_LIMIT, WORK_LIMIT, BudgetExceeded, check_budget
 from service.scheduling.cohort import Cohort, Sentence, StepBackend
+from service.telemetry.metrics import Metrics
 from service.types import Translation
 
 log = logging.getLogger(__name__)
@@ -388,7 +388,7 @@ def _ticket(sentence: Sentence) -> Ticket:
 
 class Scheduler:
     """Decodes the sentences of concurrent requests step by step, per model; the interface of
-    service.batcher.Batcher (`submit`, `close`, `depth`, `last_active`).
+    service.scheduling.batcher.Batcher (`submit`, `close`, `depth`, `last_active`).
 
     `last_active` is the time.monotonic() instant a request last came in or ended.
     """

@@ -1,1 +1,1 @@
-"""What the service tells about itself besides its request metrics."""
+"""What the service tells about itself: Prometheus metrics and their HTTP server, build information, logs."""

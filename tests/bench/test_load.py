@@ -21,7 +21,7 @@ from bench.load import (
     main,
     parse_env,
 )
-from service.metrics import Metrics
+from service.telemetry.metrics import Metrics
 from tests.support.tiny import write_source_sentences
 
 

@@ -10,7 +10,7 @@ import sentencepiece as spm
 from model.checkpoint import load_checkpoint, model_from_checkpoint
 from model.model import Transformer
 from model.tokenizer import load_tokenizer
-from service.engine import Engine
+from service.decoding.engine import Engine
 
 
 @pytest.fixture(scope="session")

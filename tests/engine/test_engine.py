@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from model.model import Transformer, padding_mask
 from model.reference import TorchIncrementalDecoder, translate_ids
 from model.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from service.engine import Engine
+from service.decoding.engine import Engine
 from service.types import DecodeOptions
 from tests.support.tiny import sentence_pairs, source_sentences
 

@@ -13,8 +13,8 @@ import torch
 
 from model.export import ExplainGraph
 from model.model import Transformer
-from service.engine import Engine
-from service.manifest import EXPLAIN_FILE, MANIFEST_FILE, read_manifest
+from service.decoding.engine import Engine
+from service.decoding.manifest import EXPLAIN_FILE, MANIFEST_FILE, read_manifest
 from service.types import DecodeOptions
 from tests.support.tiny import source_sentences
 

@@ -12,7 +12,7 @@ import torch
 from model import export
 from model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from model.export import ExportError, export_model
-from service.manifest import read_manifest, sha256_file
+from service.decoding.manifest import read_manifest, sha256_file
 
 GRAPHS = ["encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.int8.onnx"]
 

@@ -1,4 +1,4 @@
-"""int8 matrix products are exact on every x86 CPU, with or without VNNI (see service.engine.EXACT_INT8_PRODUCTS)."""
+"""int8 matrix products are exact on every x86 CPU, with or without VNNI (service.decoding.engine.EXACT_INT8_PRODUCTS)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from service.engine import open_session
+from service.decoding.engine import open_session
 
 K, N = 256, 64
 

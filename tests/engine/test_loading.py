@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service.engine import Engine, ModelLoadError
+from service.decoding.engine import Engine, ModelLoadError
 from service.types import DecodeOptions
 from tests.support.tiny import source_sentences
 
@@ -88,7 +88,7 @@ def test_fp16_variant_runs_with_fp16_caches(tiny_model_dir: Path, engine: Engine
 
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA is available here")
 def test_cuda_falls_back_to_cpu_with_a_warning(tiny_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="service.engine"):
+    with caplog.at_level(logging.WARNING, logger="service.decoding.engine"):
         engine = load(tiny_model_dir, providers=("CUDAExecutionProvider", "CPUExecutionProvider"), variant="fp32")
     assert engine.provider == "CPUExecutionProvider"
     assert "asked for CUDAExecutionProvider" in caplog.text
@@ -96,5 +96,5 @@ def test_cuda_falls_back_to_cpu_with_a_warning(tiny_model_dir: Path, caplog: pyt
 
 
 def test_serving_code_never_imports_torch() -> None:
-    code = "import service.engine, sys; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import service.decoding.engine, sys; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])

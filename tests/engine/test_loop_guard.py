@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.search import beam_search, block_repeated_ngrams, greedy_search
+from service.decoding.search import beam_search, block_repeated_ngrams, greedy_search
 
 EOS, BOS, VOCAB = 3, 2, 10
 CYCLE = [5, 6, 7]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.search import beam_search, greedy_search, length_normalized
+from service.decoding.search import beam_search, greedy_search, length_normalized
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 VOCAB, SOURCE = 8, 5

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from model.export import main as export_main
-from service.engine import Engine
+from service.decoding.engine import Engine
 from tests.integration.calls import FP32_MODEL, MODEL
 from tests.support.service_process import ServiceProcess, StartService
 

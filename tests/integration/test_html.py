@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from bench.server import ROOT
-from service.engine import Engine
+from service.decoding.engine import Engine
 from service.text.markup import parse
 from tests.integration.calls import FP32_MODEL, MODEL, served_options
 from tests.support.markup import repaired, tag_tree, text_of

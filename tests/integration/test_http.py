@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from service.engine import Engine
+from service.decoding.engine import Engine
 from service.http.app import STATIC
 from tests.integration.calls import FP32_MODEL, MODEL, served_options
 from tests.support.http import post_json, request

@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 
 from service.client import TranslatorClient
-from service.engine import Engine
+from service.decoding.engine import Engine
 from tests.integration.calls import FP32_MODEL, best_texts, served_options
 from tests.service.harness import wait_for
 from tests.support.round_robin import spread_of_calls

@@ -12,7 +12,7 @@ import pytest
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
-from service.engine import Engine
+from service.decoding.engine import Engine
 from service.types import DecodeOptions
 from tests.integration.calls import FP32_MODEL, best_texts
 from tests.service.harness import wait_for

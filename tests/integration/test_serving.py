@@ -11,7 +11,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from bench.server import ROOT, SERVING, health_status
-from service.engine import Engine
+from service.decoding.engine import Engine
 from service.server import SERVICE_NAME
 from tests.integration.calls import FP32_MODEL, MODEL, assert_same_translations, best_texts, served_options
 from tests.support.service_process import ServiceProcess

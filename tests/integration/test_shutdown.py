@@ -14,7 +14,7 @@ import pytest
 from bench.server import SERVING, health_status
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
-from service.engine import Engine
+from service.decoding.engine import Engine
 from tests.integration.calls import FP32_MODEL, MODEL, best_texts, served_options
 from tests.service.harness import wait_for
 from tests.support.service_process import NOT_SERVING, ServiceProcess, StartService

@@ -12,7 +12,7 @@ import pytest
 
 from model.__main__ import main
 from model.config import PROJECT_ROOT, load_config
-from service.manifest import read_manifest
+from service.decoding.manifest import read_manifest
 from tests.model.cli import cli_error
 from tests.model.corpora import word_mapping_tsv, write_lines
 from tests.support.service_process import ServiceProcess

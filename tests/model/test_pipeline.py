@@ -26,8 +26,8 @@ from model.pipeline import (
     reproduce_command,
     run_pipeline,
 )
-from service.engine import Engine
-from service.manifest import read_manifest
+from service.decoding.engine import Engine
+from service.decoding.manifest import read_manifest
 from service.types import DecodeOptions
 from tests.model.cli import cli_error
 from tests.model.corpora import reversal_corpus

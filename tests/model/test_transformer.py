@@ -9,7 +9,7 @@ import torch
 
 from model.model import Transformer, padding_mask, scaled_dot_product_attention, sinusoidal_positional_encoding
 from model.reference import TorchIncrementalDecoder
-from service.search import beam_search, greedy_search
+from service.decoding.search import beam_search, greedy_search
 
 BOS, EOS, PAD = 2, 3, 0
 

@@ -15,8 +15,8 @@ import pytest
 from model.card import CARD_FILE, GATE_SPLIT, render_card
 from model.config import PROJECT_ROOT
 from model.evaluate import Decoding, engine_scores
-from service.engine import Engine
-from service.manifest import MANIFEST_FILE, read_manifest
+from service.decoding.engine import Engine
+from service.decoding.manifest import MANIFEST_FILE, read_manifest
 from tests.model.corpora import MULTI30K
 from tests.support.environment import missing
 

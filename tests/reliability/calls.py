@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.config import Settings
-from service.engine import Engine
+from service.decoding.engine import Engine
 from service.text.casing import restore
 from service.text.document import Document, split_document
 from service.types import DecodeOptions, Translation

@@ -13,8 +13,8 @@ from typing import Any
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
-from service.engine import Engine
-from service.manifest import Manifest
+from service.decoding.engine import Engine
+from service.decoding.manifest import Manifest
 from service.types import DecodeOptions, Translation
 from tests.reliability.calls import TEXTS, Reference, assert_serving, attempt, channel, until
 from tests.service.harness import ServerThread

@@ -19,7 +19,7 @@ from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.client import TranslatorClient, translate_request
 from service.client import main as client_main
 from service.config import Settings
-from service.engine import Engine
+from service.decoding.engine import Engine
 from service.text.language import DETECTOR
 from service.text.markup import parse
 from service.validation import MAX_NO_REPEAT_NGRAM_SIZE

@@ -10,7 +10,7 @@ import pytest
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
-from service.engine import Engine
+from service.decoding.engine import Engine
 from tests.reliability.calls import TEXTS, Reference, attempt, code, send, until
 from tests.reliability.hooks import HookedEngine, run_held
 from tests.reliability.tally import TALLY

@@ -13,7 +13,7 @@ import grpc
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
-from service.engine import Engine
+from service.decoding.engine import Engine
 from tests.reliability.calls import TEXTS, Outcome, Reference, attempt, channel
 from tests.reliability.tally import TALLY
 from tests.service.harness import ServerThread

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.engine import Engine
+from service.decoding.engine import Engine
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from service.batcher import BatchKey, Item
-from service.engine import Engine
-from service.metrics import Metrics
+from service.decoding.engine import Engine
 from service.scheduling import Scheduler, SchedulerLimits
+from service.scheduling.batcher import BatchKey, Item
 from service.scheduling.budget import BudgetExceeded
 from service.scheduling.cohort import Sentence
 from service.scheduling.scheduler import ModelScheduler, Ticket
+from service.telemetry.metrics import Metrics
 from service.types import DecodeOptions
 from tests.support.tiny import source_sentences
 

@@ -8,11 +8,11 @@ import random
 import numpy as np
 import pytest
 
-from service.batcher import BatchKey, Item
-from service.engine import Engine
-from service.metrics import Metrics
+from service.decoding.engine import Engine
 from service.scheduling import Scheduler, SchedulerLimits
+from service.scheduling.batcher import BatchKey, Item
 from service.scheduling.cohort import Cohort, Sentence
+from service.telemetry.metrics import Metrics
 from service.types import DecodeOptions, Translation
 from tests.support.tiny import source_sentences
 

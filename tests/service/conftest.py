@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from service.backend import TranslationBackend
+from service.decoding.backend import TranslationBackend
 from tests.service.fakes import ReversingBackend
 from tests.service.harness import ServerThread
 

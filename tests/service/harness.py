@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 import grpc
 
-from service.backend import TranslationBackend
 from service.client import TranslatorClient
 from service.config import Settings
+from service.decoding.backend import TranslationBackend
 from service.server import TranslationServer, build_server
 
 T = TypeVar("T")

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from service.batcher import Batcher, BatchKey, BatchLimits, Item
 from service.errors import DeadlineExceeded, Draining, ModelNotFound, QueueFull
-from service.metrics import Metrics
+from service.scheduling.batcher import Batcher, BatchKey, BatchLimits, Item
+from service.telemetry.metrics import Metrics
 from service.types import DecodeOptions
 from tests.service.fakes import ReversingBackend, reverse
 

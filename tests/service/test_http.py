@@ -12,7 +12,7 @@ import pytest
 
 from service.config import ConfigError, load_settings
 from service.http.errors import HTTP_STATUS
-from service.metrics import HTTP
+from service.telemetry.metrics import HTTP
 from tests.service.fakes import ReversingBackend
 from tests.service.harness import ServerThread, wait_for
 from tests.support.http import post_json, request

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from service.logs import logging_to_stderr, new_request_id, request_context
+from service.telemetry.logs import logging_to_stderr, new_request_id, request_context
 
 
 def test_json_lines_with_request_id(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.engine import Engine
+from service.decoding.engine import Engine
 from tests.service.harness import ServerThread
 
 

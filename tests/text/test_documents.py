@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.config import Settings
-from service.engine import Engine
+from service.decoding.engine import Engine
 from service.types import DecodeOptions
 from tests.service.harness import ServerThread
 from tests.support.tiny import source_sentences

@@ -14,9 +14,9 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from service.auth import Handler
-from service.calls.request_id import begin
-from service.metrics import GRPC, Metrics
+from service.rpc.auth import Handler
+from service.rpc.request_id import begin
+from service.telemetry.metrics import GRPC, Metrics
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Behavior = Callable[..., Any]  # a handler's function: async here, whatever the stubs say

@@ -36,10 +36,10 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from service.backend import TranslationBackend
 from service.config import Settings
+from service.decoding.backend import TranslationBackend
 from service.errors import DeadlineExceeded, Draining, ModelNotFound, QueueFull
-from service.metrics import Metrics
+from service.telemetry.metrics import Metrics
 from service.types import DecodeOptions, Translation
 
 log = logging.getLogger(__name__)

@@ -8,10 +8,10 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from service.calls.accounting import handler_started
-from service.calls.request_id import begin
 from service.errors import Unauthenticated, error_status
-from service.metrics import GRPC, Metrics
+from service.rpc.accounting import handler_started
+from service.rpc.request_id import begin
+from service.telemetry.metrics import GRPC, Metrics
 
 EXEMPT_PREFIX = "/grpc.health.v1.Health/"
 

@@ -15,7 +15,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from service.metrics import GRPC, Metrics
+from service.telemetry.metrics import GRPC, Metrics
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic only in the type stubs
 COUNTED_PREFIX = "/translation.v1.Translator/"

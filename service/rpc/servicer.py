@@ -11,11 +11,11 @@ import grpc
 
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
-from service.calls.request_id import begin
 from service.config import Settings
 from service.errors import ErrorStatus
-from service.logs import request_context
-from service.metrics import GRPC, Metrics
+from service.rpc.request_id import begin
+from service.telemetry.logs import request_context
+from service.telemetry.metrics import GRPC, Metrics
 from service.tracking import Call, translate_tracked
 from service.translation import TranslationService
 

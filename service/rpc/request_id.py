@@ -7,8 +7,8 @@ from typing import Any
 
 import grpc
 
-from service.calls.accounting import handler_started
-from service.logs import new_request_id
+from service.rpc.accounting import handler_started
+from service.telemetry.logs import new_request_id
 
 REQUEST_ID_KEY = "x-request-id"
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -17,7 +17,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 def begin(context: Context) -> str:
     """The call's request id, also set as its trailing metadata (kept if an earlier step of the call set one).
 
-    Every handler calls it first: the call counts as started (see service.calls.accounting).
+    Every handler calls it first: the call counts as started (see service.rpc.accounting).
     """
     handler_started()
     given = dict(context.trailing_metadata() or ()).get(REQUEST_ID_KEY)

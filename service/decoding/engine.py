@@ -1,4 +1,4 @@
-"""The translation engine: an exported model directory run by onnxruntime, searched by service/search.py.
+"""The translation engine: an exported model directory run by onnxruntime, searched by service/decoding/search.py.
 
 The encoder runs once per batch and returns the cross-attention keys/values of every decoder layer; the
 decoder then runs one step per target position, growing its self-attention key/value cache. All sessions
@@ -20,8 +20,8 @@ import sentencepiece as spm
 from service.attention.detail import INPUTS as EXPLAIN_INPUTS
 from service.attention.detail import OUTPUTS as EXPLAIN_OUTPUTS
 from service.attention.detail import AttentionDetail, Explainer
-from service.manifest import Manifest, ModelLoadError, read_manifest
-from service.search import BeamSearch, GreedySearch, SearchResult, StepSearch, run_search
+from service.decoding.manifest import Manifest, ModelLoadError, read_manifest
+from service.decoding.search import BeamSearch, GreedySearch, SearchResult, StepSearch, run_search
 from service.types import DecodeOptions, Hypothesis, StageTimings, Translation
 
 __all__ = ["Engine", "ModelLoadError", "OnnxIncrementalDecoder"]

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the server, on their own registry (served by service.http.metrics_server).
+"""Prometheus metrics of the server, on their own registry (served by service.telemetry.metrics_server).
 
 The names and labels are a contract with the dashboards and alert rules; change them only together.
 Label `model` is the served model's name, or "" where a request names no served model or the method

@@ -23,7 +23,7 @@ class ModelManifest(Protocol):
 
 
 class TranslationBackend(Protocol):
-    """A loaded model (service.engine.Engine, or a test double). `translate` is called off the event loop."""
+    """A loaded model (service.decoding.engine.Engine, or a test double). `translate` is called off the event loop."""
 
     @property
     def manifest(self) -> ModelManifest: ...

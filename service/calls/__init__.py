@@ -1,1 +1,0 @@
-"""What every gRPC call of the service gets, whichever code answers it."""
