@@ -1,4 +1,4 @@
-"""int8 matrix products are exact on every x86 CPU, with or without VNNI (service.decoding.engine.EXACT_INT8_PRODUCTS)."""
+"""int8 products are exact on every x86 CPU, with or without VNNI (service.decoding.engine.EXACT_INT8_PRODUCTS)."""
 
 from __future__ import annotations
 
