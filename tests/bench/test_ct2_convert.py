@@ -30,7 +30,9 @@ def test_ctranslate2_greedy_takes_pytorch_best_token_at_every_step(tmp_path):
             p.mul_(3)
     sources = [[int(t) for t in torch.randint(4, len(vocabulary), (n,))] + [EOS] for n in (3, 5, 8, 13)]
 
-    translator = ctranslate2.Translator(str(convert_to_ctranslate2(model, vocabulary, tmp_path / "ct2")))
+    translator = ctranslate2.Translator(
+        str(convert_to_ctranslate2(model, vocabulary, tmp_path / "ct2")), intra_threads=1
+    )
     results = translator.translate_batch(
         [[vocabulary[t] for t in s] for s in sources], beam_size=1, max_decoding_length=MAX_LENGTH
     )
