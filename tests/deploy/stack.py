@@ -33,13 +33,14 @@ class ComposeStack:
 
     def __init__(self) -> None:
         self.project = f"mt-test-{uuid.uuid4().hex[:8]}"
-        self.grpc_port, self.metrics_port, self.prometheus_port = free_ports(3)
+        self.grpc_port, self.http_port, self.metrics_port, self.prometheus_port = free_ports(4)
         self.env = {
             **os.environ,
             "BUILDAH_FORMAT": "docker",  # keeps the image's HEALTHCHECK (the OCI format has none)
             "GRAFANA_ADMIN_PASSWORD": uuid.uuid4().hex,  # required by the compose file, Grafana is not started
             "TRANSLATOR_GRPC_BIND": "127.0.0.1",
             "TRANSLATOR_GRPC_PORT": str(self.grpc_port),
+            "TRANSLATOR_HTTP_PORT": str(self.http_port),
             "TRANSLATOR_METRICS_PORT": str(self.metrics_port),
             "PROMETHEUS_PORT": str(self.prometheus_port),
         }
@@ -48,6 +49,10 @@ class ComposeStack:
     @property
     def grpc_address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
     def container(self, service: str) -> str:
         return f"{self.project}_{service}_1"  # podman-compose 1.0's container names

@@ -5,9 +5,11 @@ debootstrap (deploy/install-tools.sh). Grafana has no Debian package and is not 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import grpc
@@ -87,6 +89,16 @@ def test_translates_over_grpc_on_the_published_port(stack: ComposeStack) -> None
         for model in MODELS:
             [translation] = client.translate([SENTENCE], model=model).translations
             assert translation.hypotheses[0].text.strip(), model
+
+
+def test_translates_over_http_and_serves_the_page_on_the_published_port(stack: ComposeStack) -> None:
+    wait_for(lambda: stack.health("translator") == "healthy", timeout=180, interval=2)
+    body = json.dumps({"texts": [SENTENCE]}).encode()
+    asked = urllib.request.Request(f"{stack.http_url}/v1/translate", body, {"content-type": "application/json"})
+    with urllib.request.urlopen(asked, timeout=30) as answer:
+        assert json.load(answer)["translations"][0]["hypotheses"][0]["text"].strip()
+    with urllib.request.urlopen(f"{stack.http_url}/", timeout=30) as page:
+        assert page.headers["content-type"].startswith("text/html")
 
 
 def test_prometheus_scrapes_the_translator_and_every_dashboard_query_has_data(stack: ComposeStack) -> None:
