@@ -135,8 +135,13 @@ def test_monitoring_ports_are_bound_to_loopback(compose: dict[str, Any]) -> None
 def test_published_ports_can_be_moved() -> None:
     env = {**REQUIRED_ENV, "TRANSLATOR_GRPC_BIND": "127.0.0.1", "TRANSLATOR_GRPC_PORT": "41001"}
     env |= {"TRANSLATOR_METRICS_PORT": "41002", "PROMETHEUS_PORT": "41003", "GRAFANA_PORT": "41004"}
+    env |= {"TRANSLATOR_HTTP_PORT": "41005"}
     services = load_compose(env)["services"]
-    assert published(services["translator"]) == {50051: ("127.0.0.1", 41001), 9400: ("127.0.0.1", 41002)}
+    assert published(services["translator"]) == {
+        50051: ("127.0.0.1", 41001),
+        8080: ("127.0.0.1", 41005),
+        9400: ("127.0.0.1", 41002),
+    }
     assert published(services["prometheus"]) == {9090: ("127.0.0.1", 41003)}
     assert published(services["grafana"]) == {3000: ("127.0.0.1", 41004)}
 
