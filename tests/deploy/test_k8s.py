@@ -175,8 +175,8 @@ def test_network_policy(deployment: dict[str, Any], container: dict[str, Any]) -
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"] and policy["egress"] == []
     port_names = {p["name"] for p in container["ports"]}
     rules = {port["port"]: rule for rule in policy["ingress"] for port in rule["ports"]}
-    assert set(rules) == port_names == {"grpc", "metrics"}
-    assert "from" not in rules["grpc"], "clients reach gRPC from anywhere"
+    assert set(rules) == port_names == {"grpc", "http", "metrics"}
+    assert "from" not in rules["grpc"] and "from" not in rules["http"], "clients reach gRPC and HTTP from anywhere"
     [source] = rules["metrics"]["from"]
     assert "namespaceSelector" in source, "/metrics only for the monitoring namespace"
 

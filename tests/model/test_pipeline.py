@@ -210,7 +210,7 @@ def test_make_pipeline_takes_a_pair_or_a_config(variables: list[str], arguments:
         name: value for name, value in os.environ.items() if name not in {"PAIR", "CONFIG", "RUN_DIR", "MODELS_ROOT"}
     }
     printed = subprocess.run(
-        ["make", "--dry-run", "--always-make", "pipeline", "PY=python", *variables],
+        ["make", "--dry-run", "--always-make", "--no-print-directory", "pipeline", "PY=python", *variables],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
