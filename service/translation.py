@@ -14,7 +14,7 @@ from service.decoding.backend import ModelSet
 from service.errors import ResponseTooLarge, ServiceError
 from service.scheduling import SentenceScheduler
 from service.scheduling.batcher import BatchKey, Item
-from service.text.markup_translation import translated_document
+from service.text.markup_translation import translated_page
 from service.types import Translation
 from service.validation import Job, Markup, resolve_model, validate
 
@@ -60,10 +60,10 @@ class TranslationService:
     async def _translate_markup(self, markup: list[Markup], job: Job, deadline: float | None) -> list[Translation]:
         """Each HTML text's blocks translated as sentences (with the attention that places their tags), then
         put back into the page."""
-        items = [Item(b.source, n) for m in markup for b, n in zip(m.document.blocks, m.tokens, strict=True)]
+        items = [Item(b.source, n) for m in markup for b, n in zip(m.page.blocks, m.tokens, strict=True)]
         key = BatchKey(job.model, replace(job.options, return_attention=True))
         done = iter(await self._batcher.submit(items, key, deadline))
-        return [translated_document(m.document, [next(done) for _ in m.document.blocks]) for m in markup]
+        return [translated_page(m.page, [next(done) for _ in m.page.blocks]) for m in markup]
 
     def model_label(self, request: pb.TranslateRequest) -> str:
         """The metrics label of the model a request means, "" if the server holds none such."""

@@ -12,8 +12,7 @@ from service.decoding.manifest import EXPLAIN_FILE
 from service.errors import InvalidRequest
 from service.text.document import Document, split_document
 from service.text.language import DETECTOR, Detection
-from service.text.markup import Document as MarkupDocument
-from service.text.markup import MarkupTooDeep, parse
+from service.text.markup import MarkupTooDeep, Page, parse
 from service.types import DecodeOptions
 
 MAX_LENGTH_PENALTY = 5.0
@@ -31,9 +30,9 @@ class TextWarning:
 
 @dataclass(frozen=True)
 class Markup:
-    """An HTML text: its parsed document and the source token count of each of its blocks."""
+    """An HTML text: its parsed page and the source token count of each of its blocks."""
 
-    document: MarkupDocument
+    page: Page
     tokens: list[int]
 
 
@@ -85,7 +84,7 @@ def validate(request: pb.TranslateRequest, models: ModelSet, settings: Settings)
     if html:
         markup = [_markup(i, text, backend, settings) for i, text in enumerate(texts)]
         documents = [Document(text, []) for text in texts]
-        plain = [" ".join(block.source for block in m.document.blocks) for m in markup]
+        plain = [" ".join(block.source for block in m.page.blocks) for m in markup]
         units, what = sum(len(m.tokens) for m in markup), "blocks"
     else:
         markup, plain = [], texts
@@ -120,17 +119,17 @@ def _markup(i: int, text: str, backend: TranslationBackend, settings: Settings) 
     max_tokens = min(settings.max_text_tokens, backend.max_source_tokens)
     whose = f" by model {backend.manifest.name}" if max_tokens < settings.max_text_tokens else ""
     try:
-        document = parse(text)
+        page = parse(text)
     except MarkupTooDeep as error:
         raise InvalidRequest(f"texts[{i}] {error}") from None
-    tokens = [backend.count_tokens(block.source) for block in document.blocks]
+    tokens = [backend.count_tokens(block.source) for block in page.blocks]
     for j, n in enumerate(tokens):
         if n > max_tokens:
             raise InvalidRequest(
                 f"texts[{i}] has a block of {n} tokens (block {j + 1} of {len(tokens)}, the text of one"
                 f" block-level element); at most {max_tokens} are allowed{whose}"
             )
-    return Markup(document, tokens)
+    return Markup(page, tokens)
 
 
 def resolve_model(request: pb.TranslateRequest, models: ModelSet) -> str:

@@ -1,11 +1,11 @@
 """HTML in, blocks of plain text out, and back: what of a page is translated and what is kept as it is.
 
 The page is parsed by selectolax's Lexbor backend, an HTML5 parser: broken HTML is repaired the way browsers
-repair it, never refused. The parsed page becomes a `Document`: literal HTML (markup and untranslated
+repair it, never refused. The parsed page becomes a `Page`: literal HTML (markup and untranslated
 content, serialized as the parser repaired it) and `Block`s, the runs of text and inline elements between
 block-level tags. A block carries its plain text and its `Tag`s: each inline element (b, i, a, span, ...)
 with the characters of the text it covers, and each atom kept whole at a point of the text (void elements
-such as br and img, comments, code and translate="no" elements). `Document.render` puts the rendered
+such as br and img, comments, code and translate="no" elements). `Page.render` puts the rendered
 blocks (see service/text/placement.py) back between the literal parts.
 """
 
@@ -75,7 +75,7 @@ class Block:
 
 
 @dataclass(frozen=True)
-class Document:
+class Page:
     """A parsed HTML text: literal HTML strings and indices of blocks, in page order."""
 
     parts: tuple[str | int, ...]
@@ -84,7 +84,7 @@ class Document:
     def render(self, blocks_html: Sequence[str]) -> str:
         """The page with each block replaced by its rendered HTML, in block order."""
         if len(blocks_html) != len(self.blocks):
-            raise ValueError(f"{len(blocks_html)} rendered blocks for a document of {len(self.blocks)}")
+            raise ValueError(f"{len(blocks_html)} rendered blocks for a page of {len(self.blocks)}")
         return "".join(part if isinstance(part, str) else blocks_html[part] for part in self.parts)
 
 
@@ -92,14 +92,14 @@ class MarkupTooDeep(ValueError):
     """The HTML nests elements deeper than MAX_DEPTH."""
 
 
-def parse(html: str) -> Document:
+def parse(html: str) -> Page:
     """The blocks and literal parts of an HTML fragment or document (one starting with a doctype or <html>).
 
     Raises MarkupTooDeep for elements nested more than MAX_DEPTH deep (outside those kept as they are).
     """
     writer = _Writer()
     writer.nodes(_top_nodes(html), depth=1)
-    return writer.document()
+    return writer.page()
 
 
 def _top_nodes(html: str) -> Iterator[LexborNode]:
@@ -147,8 +147,8 @@ class _Writer:
         self._blocks: list[Block] = []
         self._run = _Run()
 
-    def document(self) -> Document:
-        return Document(tuple(self._parts), tuple(self._blocks))
+    def page(self) -> Page:
+        return Page(tuple(self._parts), tuple(self._blocks))
 
     def nodes(self, nodes: Iterator[LexborNode], depth: int) -> None:
         """Writes `nodes`, siblings `depth` levels below the top."""

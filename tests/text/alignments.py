@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 
 from service.text.alignment import Link
-from service.text.markup import Block, Document
+from service.text.markup import Block, Page
 from service.text.placement import render_block
 
 Translator = Callable[[Block], tuple[str, list[Link]]]
@@ -48,6 +48,6 @@ def shuffled(seed: int) -> Translator:
     return translate
 
 
-def render(document: Document, translate: Translator) -> str:
+def render(document: Page, translate: Translator) -> str:
     """The document with each block translated by `translate`."""
     return document.render([render_block(block, *translate(block)) for block in document.blocks])
