@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import sentencepiece as spm
 import torch
 from ctranslate2.converters.converter import Converter
 from ctranslate2.specs import common_spec, transformer_spec
 from torch import nn
 
+from model.checkpoint import load_checkpoint, model_from_checkpoint
 from model.model import MultiHeadAttention, Transformer
+from model.tokenizer import load_tokenizer
 
 
 def _linear(spec: common_spec.LinearSpec, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
@@ -80,3 +83,11 @@ def convert_to_ctranslate2(model: Transformer, vocabulary: list[str], output_dir
     """Write the CTranslate2 model directory (float32 weights; compute type is chosen at load)."""
     CheckpointConverter(model, vocabulary).convert(str(output_dir), force=True)
     return output_dir
+
+
+def convert_checkpoint(checkpoint: Path, output_dir: Path) -> tuple[Path, spm.SentencePieceProcessor]:
+    """A checkpoint converted for CTranslate2, and its tokenizer."""
+    state = load_checkpoint(checkpoint)
+    tokenizer = load_tokenizer(state["tokenizer_model"])
+    vocabulary = [tokenizer.id_to_piece(i) for i in range(tokenizer.get_piece_size())]
+    return convert_to_ctranslate2(model_from_checkpoint(state), vocabulary, output_dir), tokenizer

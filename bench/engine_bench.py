@@ -98,14 +98,9 @@ def ctranslate2_engines(checkpoint: Path, workdir: Path) -> dict[str, Callable[[
     """CTranslate2 on the converted checkpoint, at each compute type and thread count worth trying."""
     import ctranslate2
 
-    from bench.ct2_convert import convert_to_ctranslate2
-    from model.checkpoint import load_checkpoint, model_from_checkpoint
-    from model.tokenizer import load_tokenizer
+    from bench.ct2_convert import convert_checkpoint
 
-    state = load_checkpoint(checkpoint)
-    tokenizer = load_tokenizer(state["tokenizer_model"])
-    vocabulary = [tokenizer.id_to_piece(i) for i in range(tokenizer.get_piece_size())]
-    model_dir = convert_to_ctranslate2(model_from_checkpoint(state), vocabulary, workdir / "ctranslate2")
+    model_dir, tokenizer = convert_checkpoint(checkpoint, workdir / "ctranslate2")
     engines = {}
     for compute_type in ("int8", "float32"):
         for threads in (1, 2):

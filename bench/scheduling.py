@@ -11,6 +11,9 @@ For each scheduler (MT_SCHEDULER=batch, then continuous) a fresh service runs th
 * saturation: 64 clients sending single sentences for --duration s: sentences/s;
 * SIGTERM (grace period 2 s) while 4 heavy requests run: seconds until the process exits, requests answered
   and refused UNAVAILABLE.
+With --checkpoint (the weights of the model directory, e.g. from `python -m model.recover`), the saturation
+sentences are also translated offline by CTranslate2 with inter_threads=2, intra_threads=1, max_batch_size=32
+(int8 and float32, the best reported), for the saturation target.
 Prints a markdown table and the machine; the heavy requests use the longest sentences of the test set.
 """
 
@@ -20,6 +23,7 @@ import argparse
 import asyncio
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +43,7 @@ MIXED_SINGLE_CLIENTS, MIXED_HEAVY_CLIENTS, MIXED_HEAVY_TEXTS, MIXED_HEAVY_BEAM =
 SATURATION_CLIENTS = 64
 HEAVY_HEAD_START_S = 1.0  # the heavy request runs this long before the lone one is sent
 SIGTERM_HEAVY_REQUESTS, GRACE_PERIOD_S = 4, 2.0
+CT2_INTER_THREADS, CT2_INTRA_THREADS, CT2_MAX_BATCH = 2, 1, 32
 
 
 @dataclass(frozen=True)
@@ -165,10 +170,33 @@ def run(models_root: Path, model: str, texts: Texts, duration: float, env: dict[
     return results
 
 
+def ctranslate2_saturation(checkpoint: Path, sentences: list[str], workdir: Path) -> dict[str, float]:
+    """Sentences/s of CTranslate2 translating `sentences` greedily offline, at its best compute type."""
+    import ctranslate2
+
+    from bench.ct2_convert import convert_checkpoint
+
+    model_dir, tokenizer = convert_checkpoint(checkpoint, workdir)
+    pieces = [tokenizer.encode(text, out_type=str) + ["</s>"] for text in sentences]
+    best = 0.0
+    for compute_type in ("int8", "float32"):
+        translator = ctranslate2.Translator(
+            str(model_dir), compute_type=compute_type, inter_threads=CT2_INTER_THREADS, intra_threads=CT2_INTRA_THREADS
+        )
+        start = time.perf_counter()
+        for _ in translator.translate_iterable(iter(pieces), max_batch_size=CT2_MAX_BATCH, beam_size=1):
+            pass
+        best = max(best, len(pieces) / (time.perf_counter() - start))
+    return {"saturation_sentences_per_s": best}
+
+
 def markdown(results: dict[str, dict]) -> str:
     names = list(next(iter(results.values())))
     lines = ["| measure | " + " | ".join(results) + " |", "|---|" + "---:|" * len(results)]
-    lines += [f"| {name} | " + " | ".join(f"{r[name]:.3f}" for r in results.values()) + " |" for name in names]
+    lines += [
+        f"| {name} | " + " | ".join(f"{r[name]:.3f}" if name in r else "" for r in results.values()) + " |"
+        for name in names
+    ]
     return "\n".join(lines)
 
 
@@ -180,11 +208,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of the mixed and saturation loads")
     parser.add_argument("--intra-op-threads", type=int, default=1)
     parser.add_argument("--workers", type=int, default=0, help="MT_WORKERS of the continuous scheduler")
+    parser.add_argument("--checkpoint", type=Path, help="the model's weights, for the CTranslate2 saturation row")
     args = parser.parse_args(argv)
     sentences = benchmark_sentences(args.models_root / args.model, args.text_file, 1000)
     texts = Texts(singles=sentences, long=sorted(sentences, key=len, reverse=True)[:HEAVY_TEXTS])
     env = {"MT_INTRA_OP_THREADS": str(args.intra_op_threads), "MT_WORKERS": str(args.workers)}
     results = run(args.models_root, args.model, texts, args.duration, env)
+    if args.checkpoint:
+        with tempfile.TemporaryDirectory() as workdir:
+            results["CTranslate2 offline"] = ctranslate2_saturation(args.checkpoint, texts.singles, Path(workdir))
     print(f"Machine: {describe_machine()['summary']}\n")
     print(markdown(results))
     return 0

@@ -13,13 +13,15 @@ from tests.support.tiny import write_source_sentences
 
 @pytest.mark.slow
 def test_both_schedulers_run_every_scenario(
-    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_model_dir: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text_file = write_source_sentences(tmp_path / "sentences.txt", 80)
     argv = ["--models-root", str(tiny_model_dir.parent), "--model", tiny_model_dir.name, "--text-file", str(text_file)]
-    assert scheduling.main([*argv, "--duration", "0.3"]) == 0
+    assert scheduling.main([*argv, "--duration", "0.3", "--checkpoint", str(tiny_checkpoint)]) == 0
     table = capsys.readouterr().out
-    assert "| measure | batch | continuous |" in table
+    assert "| measure | batch | continuous | CTranslate2 offline |" in table
+    saturation = next(line for line in table.splitlines() if line.startswith("| saturation_sentences_per_s |"))
+    assert all(float(cell) > 0 for cell in saturation.strip(" |").split("|")[1:])
     for measure in ("lone_s", "beside_heavy_s", "after_cancel_s", "mixed_single_p99_s", "saturation_sentences_per_s"):
         assert f"| {measure} |" in table
     assert "| sigterm_answered |" in table and "| sigterm_unavailable |" in table
