@@ -119,11 +119,12 @@ class RunSettings(Section):
     log_every: int = Field(50, ge=1)  # steps between training-loss entries in metrics.jsonl
     val_batch_sentences: int = Field(128, ge=1)  # sentences per greedy-decoding batch for validation BLEU
     average_last: int = Field(0, ge=0)  # >1: average the last N validation checkpoints into averaged.pt
+    init_from: Path | None = None  # fine-tuning: start from this checkpoint's weights and tokenizer
 
-    @field_validator("output_dir")
+    @field_validator("output_dir", "init_from")
     @classmethod
-    def _from_project_root(cls, path: Path) -> Path:
-        return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
+    def _from_project_root(cls, path: Path | None) -> Path | None:
+        return path if path is None or path.is_absolute() else (PROJECT_ROOT / path).resolve()
 
 
 class TrainConfig(Section):

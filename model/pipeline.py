@@ -106,6 +106,8 @@ class Pipeline:
         path = self.run_dir / "tokenizer.model"
         if self.bundled_run:
             return Outcome(SKIPPED, f"bundled run {self.run_dir}: its checkpoints hold their tokenizer")
+        if self.cfg.run.init_from:
+            return Outcome(SKIPPED, f"fine-tuning: the tokenizer of {self.cfg.run.init_from}")
         if path.exists():
             return Outcome(SKIPPED, f"{path} exists")
         prepare_tokenizer(self.cfg, self.run_dir, Distributed())

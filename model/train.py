@@ -245,11 +245,13 @@ class Trainer:
         if cfg.run.num_threads:
             torch.set_num_threads(cfg.run.num_threads)
         resume_state = self._resume_state(resume)
+        init_state = load_checkpoint(cfg.run.init_from) if cfg.run.init_from and not resume_state else None
         self.started = time.perf_counter() - (resume_state or {}).get("train_seconds", 0.0)  # counts across resumes
         self.epoch_size = 0  # batches in the current epoch, once training is under way
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        start_state = resume_state or init_state
         self.tokenizer_model = (
-            resume_state["tokenizer_model"] if resume_state else prepare_tokenizer(cfg, self.run_dir, self.dist)
+            start_state["tokenizer_model"] if start_state else prepare_tokenizer(cfg, self.run_dir, self.dist)
         )
         self.tokenizer = load_tokenizer(self.tokenizer_model)
         self.train_split = load_split(cfg, cfg.data.train_split, self.tokenizer)
@@ -276,6 +278,8 @@ class Trainer:
         self.position, self.metrics = Position(), {}
         if resume_state:
             self._restore(resume_state)
+        elif init_state:
+            self._initialize(init_state, cfg.run.init_from)
         self.ddp = (
             DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             if self.dist.world_size > 1
@@ -292,6 +296,19 @@ class Trainer:
         if last.exists():
             raise CheckpointError(f"{last} exists: pass --resume to continue, or set run.output_dir to a new directory")
         return None
+
+    def _initialize(self, state: dict[str, Any], path: Path | None) -> None:
+        """Fine-tuning: the weights of another run's checkpoint; optimizer, schedule and position start afresh."""
+        ours = {name: tuple(t.shape) for name, t in self.model.state_dict().items()}
+        theirs = {name: tuple(t.shape) for name, t in state["model"].items()}
+        differ = sorted(name for name in ours.keys() | theirs.keys() if ours.get(name) != theirs.get(name))
+        if differ:
+            first = differ[0]
+            raise CheckpointError(
+                f"run.init_from {path} does not fit the model settings: {len(differ)} weights differ, e.g. {first}"
+                f" is {theirs.get(first, 'absent')} there and {ours.get(first, 'absent')} here"
+            )
+        self.model.load_state_dict(state["model"])
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])

@@ -164,3 +164,23 @@ def test_two_process_distributed_training_on_cpu(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert load_checkpoint(tmp_path / "run" / "last.pt")["position"]["step"] == 4
+
+
+def test_fine_tuning_starts_from_another_runs_weights_and_tokenizer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = reversal_corpus(tmp_path / "corpus", {"train": 300, "val": 20})
+    settings = ("optim.max_tokens=300", "run.val_every=100")
+    train_cli(corpus, tmp_path / "base", "optim.max_steps=6", *settings)
+    base = load_checkpoint(tmp_path / "base" / "last.pt")
+    init_from = f"run.init_from={tmp_path / 'base' / 'last.pt'}"
+
+    train_cli(corpus, tmp_path / "tuned", "optim.max_steps=2", "optim.lr=1e-9", *settings, init_from)
+    tuned = load_checkpoint(tmp_path / "tuned" / "last.pt")
+    assert tuned["tokenizer_model"] == base["tokenizer_model"]
+    assert tuned["position"]["step"] == 2  # a schedule of its own, not the base run's
+    for name, tensor in base["model"].items():  # two steps at a negligible learning rate: still the base weights
+        torch.testing.assert_close(tuned["model"][name], tensor, atol=1e-6, rtol=0)
+
+    wrong_shape = train_argv(corpus, tmp_path / "other", *settings, "model.d_model=32", init_from)
+    assert "does not fit the model settings" in cli_error(capsys, wrong_shape)
