@@ -12,7 +12,7 @@ CHECKPOINT ?=
 # make gpu-check: its own environment, since onnxruntime-gpu and onnxruntime are one Python module
 CUDA_VENV ?= .venv-cuda
 CUDA_PY := $(CUDA_VENV)/bin/python
-GPU_CHECK_SENTENCES ?= 128
+GPU_CHECK_SENTENCES ?= 64
 
 .PHONY: lock help install serve test lint typecheck proto train export pipeline bench gpu-check clean
 .DEFAULT_GOAL := help

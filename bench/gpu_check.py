@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("results/gpu-check"))
     parser.add_argument("--checkpoint", type=Path, help="benchmark these weights (default: random, bundled shape)")
-    parser.add_argument("--sentences", type=int, default=128, help="sentences per benchmark measurement")
+    parser.add_argument("--sentences", type=int, default=64, help="sentences per benchmark measurement")
     parser.add_argument("--requests", type=int, default=100, help="requests per load level")
     args = parser.parse_args(argv)
     reason = problem() or cuda_problem()
@@ -208,13 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
     started, clock = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()
-    scratch = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     steps = {"CUDA tests": timed(run_cuda_tests, args.output)}
-    checkpoint = args.checkpoint or random_checkpoint(scratch / "random.pt")
-    model_dir = export_benchmark_model(checkpoint, scratch / "models")
-    text_file, sentences = sentence_file(model_dir, args.sentences, scratch / "sentences.en")
-    steps["engine benchmark"] = timed(run_engine_bench, model_dir, text_file, args.sentences, args.output)
-    steps["load test"] = timed(run_load_test, scratch / "models", text_file, args.requests, args.output)
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as directory:  # the benchmark model: not a result
+        scratch = Path(directory)
+        checkpoint = args.checkpoint or random_checkpoint(scratch / "random.pt")
+        model_dir = export_benchmark_model(checkpoint, scratch / "models")
+        text_file, sentences = sentence_file(model_dir, args.sentences, scratch / "sentences.en")
+        steps["engine benchmark"] = timed(run_engine_bench, model_dir, text_file, args.sentences, args.output)
+        steps["load test"] = timed(run_load_test, scratch / "models", text_file, args.requests, args.output)
     model = str(args.checkpoint) if args.checkpoint else "random weights of the bundled en-fr shape (speeds only)"
     report = {"started": started, "seconds": time.perf_counter() - clock, "model": model, "sentences": sentences}
     report |= {"environment": environment(), "steps": steps}

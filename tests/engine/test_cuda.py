@@ -45,16 +45,17 @@ def test_cuda_runs_fp16_with_io_binding(fp16: Engine) -> None:
 
 @pytest.mark.parametrize("variant", ["fp16", "fp32"])
 def test_steps_on_cuda_match_fp32_on_cpu(tiny_model_dir: Path, engine: Engine, variant: str) -> None:
-    """Teacher-forced steps with beams reordered and a row dropped; fp32 on CUDA may multiply in TF32."""
+    """Teacher-forced steps with beams reordered and a row dropped. Compared as probabilities: fp16 logits of
+    unlikely words far below zero carry absolute errors that do not matter. fp32 on CUDA may multiply in TF32."""
     cuda = load_cuda(tiny_model_dir, variant)
-    tolerance = {"fp16": (0.05, 0.01), "fp32": (0.01, 0.005)}[variant]  # log-probabilities, attention
+    tolerance = {"fp16": (0.02, 0.01), "fp32": (0.005, 0.005)}[variant]  # probabilities, attention
     decoders = [e.encode(SOURCES, np.array([2, 1, 3]), True) for e in (cuda, engine)]
     tokens = np.full(6, 2)
     for position, rows in enumerate([np.array([1, 0, 2, 5, 3, 4]), np.array([0, 1, 3, 4, 5]), None]):
         (log_probs, cross), (expected, expected_cross) = (d.step(tokens, position) for d in decoders)
         assert cross is not None and expected_cross is not None
         assert log_probs.dtype == cross.dtype == np.float32
-        np.testing.assert_allclose(log_probs, expected, atol=tolerance[0])
+        np.testing.assert_allclose(np.exp(log_probs), np.exp(expected), atol=tolerance[0])
         np.testing.assert_allclose(cross, expected_cross, atol=tolerance[1])
         tokens = expected.argmax(axis=1)
         if rows is not None:
