@@ -42,6 +42,7 @@ def run_gpu_preflight(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bench.gpu"], cwd=ROOT, env=env, capture_output=True, text=True)
 
 
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has nvidia-smi")
 def test_make_gpu_check_stops_with_one_error_line_before_installing(tmp_path: Path) -> None:
     venv = tmp_path / "venv-cuda"
