@@ -9,8 +9,12 @@ PAIR ?= en-fr
 RESULTS ?= results
 INTRA_OP_THREADS ?= 1
 CHECKPOINT ?=
+# make gpu-check: its own environment, since onnxruntime-gpu and onnxruntime are one Python module
+CUDA_VENV ?= .venv-cuda
+CUDA_PY := $(CUDA_VENV)/bin/python
+GPU_CHECK_SENTENCES ?= 64
 
-.PHONY: lock help install serve test lint typecheck proto train export pipeline bench clean
+.PHONY: lock help install serve test lint typecheck proto train export pipeline bench gpu-check clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets and what they do
@@ -27,8 +31,8 @@ install: $(VENV)/.installed ## create the virtual environment with every extra
 serve: install ## serve every model under $(MODELS_ROOT) over gRPC (port 50051), HTTP (8080; the page at /), metrics on 9400
 	MT_MODELS_ROOT=$(MODELS_ROOT) MT_DEFAULT_MODEL=$(DEFAULT_MODEL) $(PY) -m service
 
-test: install ## the whole test suite (what CI runs)
-	$(PY) -m pytest -q --durations=15
+test: install ## the whole test suite (what CI runs; the CUDA tests are make gpu-check's)
+	$(PY) -m pytest -q --durations=15 -m "not cuda"
 
 lint: install ## ruff check and ruff format --check
 	$(PY) -m ruff check .
@@ -56,6 +60,24 @@ bench: install ## engine benchmark, load sweep, online targets under $(RESULTS)/
 	$(PY) -m bench.targets --models-root $(MODELS_ROOT) --model $(PAIR) --intra-op-threads $(INTRA_OP_THREADS) \
 		--output $(RESULTS)/online
 
+# onnxruntime comes in as a base dependency; removing it removes the files it shares with onnxruntime-gpu, which
+# is then put back alone (its CUDA and cuDNN wheels stay installed).
+$(CUDA_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(CUDA_VENV)
+	$(CUDA_PY) -m pip install --quiet --upgrade pip
+	$(CUDA_PY) -m pip install --quiet -e '.[train,cuda]' 'pytest>=8' 'pytest-timeout>=2.3'
+	GPU_PACKAGE=$$($(CUDA_PY) -m pip freeze | grep -i '^onnxruntime[-_]gpu==') && \
+		$(CUDA_PY) -m pip uninstall --quiet -y onnxruntime onnxruntime-gpu && \
+		$(CUDA_PY) -m pip install --quiet --no-deps "$$GPU_PACKAGE"
+	touch $@
+
+gpu-check: ## on an NVIDIA GPU (own environment $(CUDA_VENV)): CUDA tests, engine benchmark CUDA beside CPU, load test -> $(RESULTS)/gpu-check/
+	@$(PYTHON) -m bench.gpu
+	@$(MAKE) --no-print-directory $(CUDA_VENV)/.installed
+	LD_LIBRARY_PATH="$$($(CUDA_PY) -m bench.gpu --library-path)$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" \
+		$(CUDA_PY) -m bench.gpu_check --output $(RESULTS)/gpu-check --sentences $(GPU_CHECK_SENTENCES) \
+		$(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
+
 train: install ## train a model from a config: make train CONFIG=model/configs/multi30k_en_fr.yaml
 	$(PY) -m model train --config $(CONFIG)
 
@@ -73,4 +95,4 @@ export: install ## export a checkpoint to a model directory: make export CHECKPO
 	$(PY) -m model.export --checkpoint $(CHECKPOINT) --output $(MODELS_ROOT)/$(PAIR)
 
 clean: ## remove the virtual environment and the tools' caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CUDA_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 reference (with and without the key/value cache) and CTranslate2, all on the same weights.
 
     python -m bench.engine_bench --model-dir models/en-fr --checkpoint runs/en-fr/best.pt
+    python -m bench.engine_bench --model-dir <an export with fp16> --cuda   # also on CUDA (onnxruntime-gpu)
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench.machine import benchmark_sentences, describe_machine
-from service.decoding.engine import Engine
+from service.decoding.engine import CPU, Engine
+from service.decoding.iobinding import CUDA
 from service.decoding.manifest import read_manifest
 from service.types import DecodeOptions
 
@@ -49,12 +51,14 @@ def measure(translate: TranslateBatch, sentences: Sequence[str], batch_size: int
 
 
 def onnxruntime_engines(
-    model_dir: Path, variants: Sequence[str], intra_op_threads: int = 0
+    model_dir: Path, variants: Sequence[str], intra_op_threads: int = 0, provider: str = CPU
 ) -> dict[str, Callable[[int], TranslateBatch]]:
-    """Our engine, one entry per model variant (fp32, int8)."""
+    """Our engine on `provider`, one entry per model variant (fp32, int8; fp16 on CUDA)."""
     engines = {}
     for variant in variants:
-        engine = Engine.load(model_dir, variant=variant, intra_op_threads=intra_op_threads)
+        engine = Engine.load(model_dir, (provider,), intra_op_threads, variant)
+        if engine.provider != provider:
+            raise SystemExit(f"error: onnxruntime could not run {provider} here (see the warning above)")
 
         def make(beam: int, engine: Engine = engine) -> TranslateBatch:
             options = DecodeOptions(beam_size=beam)
@@ -68,6 +72,12 @@ def cpu_variants(model_dir: Path) -> list[str]:
     """The variants of a model directory that are meant for the CPU (fp32, int8), in that order."""
     present = read_manifest(model_dir).variants
     return [variant for variant in ("fp32", "int8") if variant in present]
+
+
+def cuda_variants(model_dir: Path) -> list[str]:
+    """The variants of a model directory worth running on CUDA (fp16, fp32), in that order."""
+    present = read_manifest(model_dir).variants
+    return [variant for variant in ("fp16", "fp32") if variant in present]
 
 
 def torch_engines(checkpoint: Path) -> dict[str, Callable[[int], TranslateBatch]]:
@@ -187,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--text-file", type=Path, help="sentences, one a line (default: Multi30k test)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--variants", nargs="+", help="default: the model directory's fp32 and int8, if there")
+    parser.add_argument("--cuda", action="store_true", help="also our engine on CUDAExecutionProvider")
+    parser.add_argument("--cuda-variants", nargs="+", help="with --cuda; default: the directory's fp16 and fp32")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime threads (0: automatic)")
     parser.add_argument("--output", type=Path, default=Path("results/engine"))
@@ -196,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     variants = args.variants or cpu_variants(args.model_dir)
     scratch = Path(tempfile.mkdtemp(prefix="engine-bench-"))  # the converted CTranslate2 model: not a result
     families = {"onnxruntime": onnxruntime_engines(args.model_dir, variants, args.intra_op_threads)}
+    if args.cuda:
+        on_cuda = args.cuda_variants or cuda_variants(args.model_dir)
+        families["onnxruntime CUDA"] = onnxruntime_engines(args.model_dir, on_cuda, args.intra_op_threads, CUDA)
     if args.checkpoint:
         if args.threads:
             import torch

@@ -9,6 +9,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from bench.gpu import gpus
+
 CORPUS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multi30k"
 SPLIT = "test_2016_flickr"
 
@@ -30,15 +32,27 @@ def _version(package: str) -> str:
         return "absent"
 
 
+def _gpus() -> str | None:
+    """The NVIDIA GPUs nvidia-smi lists (name, memory, driver), or None."""
+    try:
+        return "; ".join(f"{g['name']} ({g['memory']}, driver {g['driver']})" for g in gpus())
+    except RuntimeError:
+        return None
+
+
 def describe_machine() -> dict[str, str]:
-    """CPU, core count and library versions, with a one-line summary for report headers."""
+    """CPU, core count, NVIDIA GPUs if any, and library versions, with a one-line summary for report headers."""
     info = {
         "cpu": _cpu_model(),
         "cores": str(os.cpu_count()),
         "python": platform.python_version(),
-        **{p: _version(p) for p in ("onnxruntime", "torch", "ctranslate2", "grpcio")},
+        **{p: _version(p) for p in ("onnxruntime", "onnxruntime-gpu", "torch", "ctranslate2", "grpcio")},
     }
-    info["summary"] = f"{info['cpu']}, {info['cores']} cores, onnxruntime {info['onnxruntime']}"
+    gpu, onnxruntime = _gpus(), ("onnxruntime-gpu" if info["onnxruntime"] == "absent" else "onnxruntime")
+    info["summary"] = f"{info['cpu']}, {info['cores']} cores, {onnxruntime} {info[onnxruntime]}"
+    if gpu is not None:
+        info["gpu"] = gpu
+        info["summary"] += f", GPU {gpu}"
     return info
 
 

@@ -20,8 +20,9 @@ import sentencepiece as spm
 from service.attention.detail import INPUTS as EXPLAIN_INPUTS
 from service.attention.detail import OUTPUTS as EXPLAIN_OUTPUTS
 from service.attention.detail import AttentionDetail, Explainer
+from service.decoding.iobinding import CUDA, IoBoundDecoder, load_cuda_libraries
 from service.decoding.manifest import Manifest, ModelLoadError, read_manifest
-from service.decoding.search import BeamSearch, GreedySearch, SearchResult, StepSearch, run_search
+from service.decoding.search import BeamSearch, GreedySearch, IncrementalDecoder, SearchResult, StepSearch, run_search
 from service.types import DecodeOptions, Hypothesis, StageTimings, Translation
 
 __all__ = ["Engine", "ModelLoadError", "OnnxIncrementalDecoder"]
@@ -99,13 +100,16 @@ class Engine:
         decoder: ort.InferenceSession,
         tokenizer: spm.SentencePieceProcessor,
         explainer: Explainer | None = None,
+        io_binding: bool | None = None,
     ):
+        """`io_binding`: keep the decoder's caches on the device between steps (IoBoundDecoder); default: on CUDA."""
         self._manifest = manifest
         self._variant = variant
         self._encoder = encoder
         self._decoder = decoder
         self._tokenizer = tokenizer
         self._explainer = explainer
+        self._io_binding = self.provider == CUDA if io_binding is None else io_binding
         self._check_graphs()
 
     @classmethod
@@ -115,11 +119,14 @@ class Engine:
         providers: Sequence[str] = (CPU,),
         intra_op_threads: int = 0,
         variant: str | None = None,
+        io_binding: bool | None = None,
     ) -> Engine:
         """Check a model directory (manifest, sha256 of every file) and open its sessions on `providers`."""
         model_dir = Path(model_dir)
         manifest = read_manifest(model_dir)
         usable = _usable_providers(providers)
+        if CUDA in usable:
+            load_cuda_libraries()
         variant = variant or manifest.variant_for(usable[0])
         if variant not in manifest.variants:
             raise ModelLoadError(f"{model_dir} has no variant {variant!r} (it has {', '.join(manifest.variants)})")
@@ -132,7 +139,7 @@ class Engine:
             if manifest.explain
             else None
         )
-        engine = cls(manifest, variant, encoder, decoder, tokenizer, explainer)
+        engine = cls(manifest, variant, encoder, decoder, tokenizer, explainer, io_binding)
         if engine.provider != providers[0]:
             log.warning(
                 "asked for %s but this machine's onnxruntime offers %s: running %s on %s",
@@ -218,7 +225,7 @@ class Engine:
 
     def encode(
         self, sources: Sequence[Sequence[int]], beam_size: int | np.ndarray = 1, return_attention: bool = False
-    ) -> OnnxIncrementalDecoder:
+    ) -> IncrementalDecoder:
         """Run the encoder on token-id sequences (each ending with eos) and return the decoder over them,
         with `beam_size` rows per sentence, or one count per sentence (the encoder runs once per sentence,
         not per beam)."""
@@ -228,7 +235,8 @@ class Engine:
             ids[row, : len(source)] = source
         names = [o.name for o in self._encoder.get_outputs()]
         memory = dict(zip(names, self._encoder.run(names, {"source_ids": ids}), strict=True))
-        return OnnxIncrementalDecoder(self._decoder, memory, ids != pad, beam_size, return_attention)
+        decoder = IoBoundDecoder if self._io_binding else OnnxIncrementalDecoder
+        return decoder(self._decoder, memory, ids != pad, beam_size, return_attention)
 
     def new_search(self, sources: list[list[int]], options: DecodeOptions) -> StepSearch:
         """The step-wise search of `options` over these sentences (their decoder rows sentence-major)."""
