@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from service.config import ConfigError, Settings, load_settings
+from service.config import ConfigError, load_settings
 from service.decoding.manifest import ModelLoadError
 from service.telemetry.logs import logging_to_stderr
 
@@ -16,7 +16,7 @@ def main() -> int:
     """Exit status: 0 after a graceful shutdown, 2 for bad settings, no models or a model that does not load."""
     try:
         settings = load_settings()
-        quiet_grpc_core(settings)
+        quiet_grpc_core()
         from service.server import load_backends, serve  # imports grpc: after quiet_grpc_core
 
         with logging_to_stderr(settings.log_level, settings.log_json):
@@ -28,11 +28,11 @@ def main() -> int:
     return 0
 
 
-def quiet_grpc_core(settings: Settings) -> None:
+def quiet_grpc_core() -> None:
     """grpc's C core writes its own plain-text lines to stderr, INFO ones included (a failed TLS handshake), and
-    reads its verbosity once, when grpc is imported: only its errors with text logs, nothing with JSON logs
-    (which must stay one JSON object per line). A GRPC_VERBOSITY of the environment wins."""
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE" if settings.log_json else "ERROR")
+    reads its verbosity once, when grpc is imported: only its errors (with JSON logs, as JSON lines of logger
+    "grpc"; service.telemetry.native_logs). A GRPC_VERBOSITY of the environment wins."""
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 def exit_now(status: int) -> None:

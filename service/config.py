@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     max_stream_inflight: Positive = Field(
         64, description="requests of one TranslateStream read and not yet answered; reading waits beyond"
     )
+    max_connection_streams: Positive = Field(
+        100, description="calls open at once on one client connection (HTTP/2 streams); more wait at the client"
+    )
     language_mismatch_confidence: float = Field(
         0.8, gt=0, le=1, description="identifier confidence above which a text in another language gets a warning"
     )

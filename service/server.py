@@ -160,6 +160,11 @@ def build_server(
             ("grpc.max_send_message_length", size),
             ("grpc.max_receive_message_length", size),
             ("grpc.so_reuseport", 0),  # a second server on the port fails to start instead of sharing it
+            # Calls open per connection; with max_stream_inflight per stream, a connection has at most their product
+            # of requests read and not yet answered. A client queues the calls beyond it; grpc's "overload
+            # protection" would instead refuse (UNAVAILABLE) a call sent the moment another ended.
+            ("grpc.max_concurrent_streams", settings.max_connection_streams),
+            ("grpc.http.overload_protection", 0),
         ],
     )
     service = TranslationService(models, batcher, settings)

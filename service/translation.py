@@ -11,7 +11,7 @@ from service.api.translation.v1 import translation_pb2 as pb
 from service.config import Settings
 from service.convert import markup_response, to_response
 from service.decoding.backend import ModelSet
-from service.errors import ResponseTooLarge, ServiceError
+from service.errors import QueueFull, ResponseTooLarge, ServiceError
 from service.scheduling import SentenceScheduler
 from service.scheduling.batcher import BatchKey, Item
 from service.text.markup_translation import translated_page
@@ -40,6 +40,7 @@ class TranslationService:
         """
         long = sum(map(len, request.texts)) > OFF_LOOP_CHARS
         job = await _run(long, validate, request, self.models, self._settings)
+        self._admit_blank(job)
         if job.markup is None:
             items = [Item(s.source, s.tokens) for document in job.documents for s in document.sentences]
             done = iter(await self._batcher.submit(items, BatchKey(job.model, job.options), deadline))
@@ -56,6 +57,17 @@ class TranslationService:
                 " ask for fewer texts, fewer hypotheses or no attention"
             )
         return response
+
+    def _admit_blank(self, job: Job) -> None:
+        """Texts with nothing for the model (blank ones) never wait in its queue, yet each counts as a sentence
+        against its room: when the queue is full, a request of them is refused like any other."""
+        sentences, blank = _model_work(job)
+        waiting, limit = self._batcher.depth(job.model), self._settings.max_queue_size
+        if blank and waiting + sentences + blank > limit:
+            raise QueueFull(
+                f"model {job.model} has {waiting} sentences waiting; {sentences + blank} more ({blank} blank texts,"
+                f" counted as one sentence each) would exceed its queue of {limit}; retry later"
+            )
 
     async def _translate_markup(self, markup: list[Markup], job: Job, deadline: float | None) -> list[Translation]:
         """Each HTML text's blocks translated as sentences (with the attention that places their tags), then
@@ -86,6 +98,15 @@ class TranslationService:
                 for name, backend in self.models.items()
             ]
         )
+
+
+def _model_work(job: Job) -> tuple[int, int]:
+    """The job's sentences (HTML blocks) for the model, and its texts with none (blank ones)."""
+    if job.markup is None:
+        per_text = [len(document.sentences) for document in job.documents]
+    else:
+        per_text = [len(markup.document.blocks) for markup in job.markup]
+    return sum(per_text), per_text.count(0)
 
 
 async def _run(off_loop: bool, function: Callable[..., T], *args: Any) -> T:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -12,6 +13,8 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from service.telemetry.native_logs import native_lines_logged, real_stderr
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
@@ -61,7 +64,8 @@ def logging_to_stderr(level: str = "INFO", json_lines: bool = False) -> Iterator
     """Sends every log record to stderr, as JSON lines or text, for the duration of the block.
 
     Records are formatted where they are logged (so they carry that request's id) and written by a
-    background thread: a slow or blocked stderr (a container's log pipe) never stalls the event loop.
+    background thread: a slow or blocked stderr (a container's log pipe) never stalls the event loop. With JSON
+    lines, what native code writes to stderr itself (grpc's C core) becomes records too (native_logs).
     """
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     formatting = logging.handlers.QueueHandler(records)
@@ -70,15 +74,19 @@ def logging_to_stderr(level: str = "INFO", json_lines: bool = False) -> Iterator
         formatting.setFormatter(JsonFormatter())
     else:
         formatting.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
-    writer = logging.handlers.QueueListener(records, logging.StreamHandler(sys.stderr))
+    output = real_stderr() if json_lines else sys.stderr
+    writer = logging.handlers.QueueListener(records, logging.StreamHandler(output))
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     root.handlers[:] = [formatting]
     root.setLevel(level)
     writer.start()
     try:
-        yield
+        with native_lines_logged() if json_lines else contextlib.nullcontext():
+            yield
     finally:
         writer.stop()  # writes what is queued, then ends the thread
         root.handlers[:], saved_level = saved
         root.setLevel(saved_level)
+        if output is not sys.stderr:
+            output.close()

@@ -25,6 +25,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from service.telemetry.grpc_calls import GrpcCallsCollector
 from service.types import Translation
 
 LATENCY_BUCKETS = (
@@ -155,6 +156,7 @@ class Metrics:
         )
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=r)  # process_* and python_* series
+        r.register(GrpcCallsCollector())
         self._add_scheduler_metrics(r)
 
     def _add_scheduler_metrics(self, r: CollectorRegistry) -> None:

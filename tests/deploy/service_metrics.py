@@ -39,6 +39,7 @@ SERVICE_METRICS: dict[str, Metric] = {
     "mt_sentence_joins_total": _m("counter", "model"),
     "mt_sentence_leaves_total": _m("counter", "model", "reason"),
     "mt_budget_refusals_total": _m("counter", "model", "limit"),
+    "mt_grpc_calls_started_total": _m("counter"),
 }
 
 # Series of prometheus_client's process and platform collectors the dashboard and alerts may use.

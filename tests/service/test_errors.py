@@ -106,6 +106,25 @@ def test_full_queue_is_resource_exhausted(start_server: Start) -> None:
     assert len(waiting.result().translations) == 2
 
 
+def test_blank_texts_count_against_the_queue(start_server: Start) -> None:
+    """Blank texts need no model, yet each takes a place of the queue's room: with one place left, one blank text
+    is answered and two are refused, unary and streamed; once the queue drains, they are answered."""
+    blocked = Blocked(start_server, max_queue_size=3, max_texts_per_request=3)
+    waiting = blocked.send(["a", "b"])
+    wait_for(lambda: blocked.server.depth() == 2)
+    one, two = pb.TranslateRequest(texts=[" "]), pb.TranslateRequest(texts=["", "\n"], id="two")
+    assert blocked.stub.Translate(one, timeout=10).translations[0].hypotheses[0].text == ""
+    with pytest.raises(grpc.RpcError) as error:
+        blocked.stub.Translate(two, timeout=10)
+    assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "2 more (2 blank texts, counted as one sentence each) would exceed its queue of 3" in error.value.details()
+    [streamed] = blocked.stub.TranslateStream(iter([two]), timeout=10)
+    assert (streamed.id, streamed.status.code) == ("two", grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+    blocked.release()
+    assert len(waiting.result().translations) == 2
+    assert [t.hypotheses[0].text for t in blocked.stub.Translate(two, timeout=10).translations] == ["", ""]
+
+
 def test_deadline_exceeded_and_its_slot_freed(start_server: Start) -> None:
     blocked = Blocked(start_server)
     late = blocked.send(["never computed"], timeout=0.2)
