@@ -105,7 +105,7 @@ def _model_work(job: Job) -> tuple[int, int]:
     if job.markup is None:
         per_text = [len(document.sentences) for document in job.documents]
     else:
-        per_text = [len(markup.document.blocks) for markup in job.markup]
+        per_text = [len(markup.page.blocks) for markup in job.markup]
     return sum(per_text), per_text.count(0)
 
 
