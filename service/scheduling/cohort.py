@@ -29,15 +29,16 @@ from typing import Protocol
 
 import numpy as np
 
-from service.decoding.search import SearchResult, StepSearch
+from service.decoding.search import SearchResult, StepScores, StepSearch
 from service.types import DecodeOptions, StageTimings, Translation
 
 
 class RowCache(Protocol):
     """A decoder's key/value cache over rows (sentences x beams), stepped one position at a time."""
 
-    def step(self, tokens: np.ndarray, position: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Feed one token per row at `position`; log-probabilities (rows, V) and cross-attention or None."""
+    def step(self, tokens: np.ndarray, position: int) -> tuple[StepScores, np.ndarray | None]:
+        """Feed one token per row at `position`; log-probabilities (rows, V) or top candidates, and
+        cross-attention or None."""
         ...
 
     def select(self, rows: np.ndarray) -> None:
