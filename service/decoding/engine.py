@@ -23,7 +23,7 @@ import sentencepiece as spm
 from service.attention.detail import INPUTS as EXPLAIN_INPUTS
 from service.attention.detail import OUTPUTS as EXPLAIN_OUTPUTS
 from service.attention.detail import AttentionDetail, Explainer
-from service.decoding.inplace import InPlaceDecoder
+from service.decoding.inplace import NGRAM_MARGIN, InPlaceDecoder
 from service.decoding.manifest import Manifest, ModelLoadError, read_manifest
 from service.decoding.search import BeamSearch, GreedySearch, SearchResult, StepSearch, run_search
 from service.types import DecodeOptions, Hypothesis, StageTimings, Translation
@@ -258,7 +258,8 @@ class Engine:
         memory = dict(zip(names, self._encoder.run(names, {"source_ids": ids}), strict=True))
         if self._interface == "inplace":
             capacity = int(self.max_lengths([len(s) for s in sources], DEFAULT_OPTIONS).max())
-            return InPlaceDecoder(self._decoder, memory, ids != pad, beam_size, capacity)
+            top_k = min(2 * int(np.max(beam_size)) + NGRAM_MARGIN, self._manifest.vocab_size)
+            return InPlaceDecoder(self._decoder, memory, ids != pad, beam_size, capacity, top_k)
         return OnnxIncrementalDecoder(self._decoder, memory, ids != pad, beam_size, return_attention)
 
     def new_search(self, sources: list[list[int]], options: DecodeOptions) -> StepSearch:

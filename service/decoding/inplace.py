@@ -43,6 +43,7 @@ class InPlaceDecoder:
         source_mask: np.ndarray,
         rows_per_sentence: int | np.ndarray,
         capacity: int,
+        top_k: int,
     ):
         counts = np.broadcast_to(np.asarray(rows_per_sentence), (len(source_mask),))
         self._session = session
@@ -59,7 +60,8 @@ class InPlaceDecoder:
         self._indirection = _own_beams(len(source_mask), self._width, capacity)
         self.positions = np.zeros(rows, np.int64)
         self._slot = 0
-        self._top_k = np.array([2 * int(counts.max()) + NGRAM_MARGIN], np.int64)
+        self._slot_input = np.zeros(1, np.int32)
+        self._top_k = np.array([top_k], np.int64)
         self._binding = session.io_binding()
         self._bind_rows()
 
@@ -68,19 +70,37 @@ class InPlaceDecoder:
         return len(self.positions)
 
     def _bind_rows(self) -> None:
-        """Bind what changes only when rows change: memory, masks, caches (input and output: one buffer)."""
-        binding = self._binding
+        """Bind every input and output to arrays of this object, once per change of rows: a step then only
+        writes its tokens and slot into them (the caches are input and output at once: one buffer)."""
+        binding, rows = self._binding, self.rows
         binding.clear_binding_inputs()
         binding.clear_binding_outputs()
-        for name, value in self._memory.items():
-            binding.bind_cpu_input(name, value)
-        binding.bind_cpu_input("source_mask", self._source_mask)
-        binding.bind_cpu_input("beam_width", np.array([self._width], np.int32))
-        binding.bind_cpu_input("top_k", self._top_k)
-        for name in ("token_ids", "log_probs", "attention"):
-            binding.bind_output(name)
-        self._values = {n: ort.OrtValue.ortvalue_from_numpy(c) for n, c in self._caches.items()}
-        for name, value in self._values.items():
+        self._tokens = np.zeros(rows, np.int64)
+        self._outputs: dict[str, np.ndarray] = {
+            "token_ids": np.zeros((rows, int(self._top_k[0])), np.int64),
+            "log_probs": np.zeros((rows, int(self._top_k[0])), np.float32),
+            "attention": np.zeros((rows, self._source_mask.shape[1]), np.float32),
+        }
+        inputs = {
+            **self._memory,
+            "source_mask": self._source_mask,
+            "beam_width": np.array([self._width], np.int32),
+            "top_k": self._top_k,
+            "token": self._tokens,
+            "position": self.positions,
+            "past_sequence_length": self._slot_input,
+            "self_mask": self.mask,
+            "cache_indirection": self._indirection,
+        }
+        self._bound = [ort.OrtValue.ortvalue_from_numpy(a) for a in (*inputs.values(), *self._outputs.values())]
+        for name, value in zip([*inputs, *self._outputs], self._bound, strict=True):
+            if name in self._outputs:
+                binding.bind_ortvalue_output(name, value)
+            else:
+                binding.bind_ortvalue_input(name, value)
+        for name, cache in self._caches.items():
+            value = ort.OrtValue.ortvalue_from_numpy(cache)
+            self._bound.append(value)
             binding.bind_ortvalue_input(name, value)
             binding.bind_ortvalue_output(name.replace("cache_", "present_"), value)
 
@@ -94,17 +114,13 @@ class InPlaceDecoder:
         """Feed one token per row at each row's own position (`positions`), written at the shared slot."""
         if self._slot == self.mask.shape[1]:
             self._grow()
-        binding = self._binding
-        binding.bind_cpu_input("token", np.ascontiguousarray(tokens, dtype=np.int64))
-        binding.bind_cpu_input("position", self.positions)
-        binding.bind_cpu_input("past_sequence_length", np.array([self._slot], np.int32))
-        binding.bind_cpu_input("self_mask", self.mask)
-        binding.bind_cpu_input("cache_indirection", self._indirection)
-        self._session.run_with_iobinding(binding)
-        ids, log_probs, attention = (np.array(o.numpy()) for o in binding.get_outputs()[:3])  # outputs are reused
+        self._tokens[:] = tokens
+        self._slot_input[0] = self._slot
+        self._session.run_with_iobinding(self._binding)
         self._slot += 1
         self.positions += 1
-        return Candidates(ids, log_probs), attention
+        outputs = self._outputs  # written again by the next step: copies
+        return Candidates(outputs["token_ids"].copy(), outputs["log_probs"].copy()), outputs["attention"].copy()
 
     def select(self, rows: np.ndarray) -> None:
         """Keep these rows in this order: beams of a sentence reorder by index, leaving sentences compact."""
@@ -115,16 +131,18 @@ class InPlaceDecoder:
         positions = self.positions[rows]
         blocks = rows.reshape(-1, width) if len(rows) % width == 0 else None
         if blocks is None or not (blocks // width == blocks[:, :1] // width).all():
-            self._gather_rows(rows)
             self.positions = positions
+            self._gather_rows(rows)
             return
         sentences = blocks[:, 0] // width
-        if not np.array_equal(sentences, np.arange(len(self._source_mask))):
+        if np.array_equal(sentences, np.arange(len(self._source_mask))):
+            self.positions[:] = positions  # bound: written in place
+        else:
+            self.positions = positions
             self._keep_sentences(sentences)
         beams = (blocks % width).astype(np.intp)
         past = self._indirection[:, :, : self._slot]
         self._indirection[:, :, : self._slot] = np.take_along_axis(past, beams[:, :, None], axis=1)
-        self.positions = positions
 
     def _keep_sentences(self, sentences: np.ndarray) -> None:
         """Compact the buffer to these sentences (all their rows, in their physical order)."""

@@ -135,7 +135,8 @@ class GreedySearch:
 
     def advance(self, log_probs: StepScores, cross: np.ndarray | None) -> StepOutcome:
         position, alive = self._position, self._alive
-        ids, scores = allowed_scores(log_probs, self._forbidden, self._emitted[alive, :position], self._no_repeat)
+        history = self._emitted[alive, :position] if self._no_repeat else None
+        ids, scores = allowed_scores(log_probs, self._forbidden, history, self._no_repeat)
         best = scores.argmax(axis=-1)
         self._totals[alive] += scores[np.arange(len(alive)), best]
         tokens = best if ids is None else ids[np.arange(len(alive)), best]
@@ -272,20 +273,22 @@ class BeamSearch:
 
 
 def allowed_scores(
-    step: StepScores, forbidden: np.ndarray, history: np.ndarray, no_repeat_ngram_size: int
+    step: StepScores, forbidden: np.ndarray, history: np.ndarray | None, no_repeat_ngram_size: int
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """A step's candidate ids (None: every word, by index) and their log-probabilities with the forbidden ids and
-    the repeated n-grams at -inf (the dense log-probabilities are changed in place)."""
+    the repeated n-grams (given `history`, the tokens so far of each row) at -inf; dense log-probabilities are
+    changed in place."""
     if isinstance(step, Candidates):
-        ids, scores = step.ids, step.log_probs.copy()
-        scores[np.isin(ids, forbidden)] = -np.inf
-        if no_repeat_ngram_size:
+        ids, scores = step.ids, step.log_probs
+        for token in forbidden:  # a few ids: cheaper than np.isin
+            scores[ids == token] = -np.inf
+        if no_repeat_ngram_size and history is not None:
             rows, tokens = repeated_ngram_tokens(history, no_repeat_ngram_size)
             hit_rows, hit_columns = np.nonzero(ids[rows] == tokens[:, None])
             scores[rows[hit_rows], hit_columns] = -np.inf
         return ids, scores
     forbid(step, forbidden)
-    if no_repeat_ngram_size:
+    if no_repeat_ngram_size and history is not None:
         block_repeated_ngrams(step, history, no_repeat_ngram_size)
     return None, step
 
