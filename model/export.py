@@ -4,8 +4,11 @@
 
 Graphs come from the torch.export-based exporter (`dynamo=True`): its graphs have constant reshape targets
 and a constant softmax scale, where the TorchScript exporter leaves shape-computation chains that
-onnxruntime runs at every step. The directory is built next to the output and renamed into place at the
-end, so an interrupted export never leaves a directory that looks complete.
+onnxruntime runs at every step. The in-place decoder step graph of the fp32 and int8 variants
+(decoder.step*.onnx, interface "inplace") is built from the weights by model/step_graph.py; `--no-step-decoder`
+leaves it out, and the concatenating decoder graph is always written (the fallback). The directory is built
+next to the output and renamed into place at the end, so an interrupted export never leaves a directory that
+looks complete.
 """
 
 from __future__ import annotations

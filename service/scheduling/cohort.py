@@ -10,8 +10,9 @@ Between steps its rows leave (finished, cancelled or expired sentences, dropped 
 keys/values and an empty self-attention cache together). The scheduler interleaves the steps of all
 cohorts of a model, so a new sentence starts at the next step of any worker, not after a running batch.
 
-`RowCache` is the one interface the scheduler needs from a cache; an in-place preallocated cache (or a
-graph taking per-row positions, where cohorts could merge) implements the same operations.
+`RowCache` is the one interface the scheduler needs from a cache; the in-place cache of a re-exported model
+(service/decoding/inplace.py) implements it too, one buffer per cohort. Its graph takes a position and a cache
+mask per row, so cohorts could merge into one buffer (that module's docstring says how); they do not yet.
 
 Within a cohort, sentences with different decode options share every decoder call: each row's step is
 independent of the other rows, so each group of equal options is searched by its own rule on its own
