@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import sentencepiece as spm
+import torch
 
 from model.model import Transformer
 from model.reference import TorchIncrementalDecoder
@@ -122,3 +123,27 @@ def test_repeat_guard_filters_the_candidates(inplace: Engine, tiny_model_dir: Pa
         for a, b in zip(inplace.translate(texts, options), fallback.translate(texts, options), strict=True):
             assert a.best.token_ids == b.best.token_ids
             assert a.best.score == pytest.approx(b.best.score, abs=1e-4)
+
+
+def test_sentences_with_different_row_counts_share_one_buffer(
+    inplace: Engine, torch_model: Transformer, tokenizer: spm.SentencePieceProcessor
+) -> None:
+    """Rows per sentence 1, 3 and 2 (a cohort mixing greedy and beam sizes): each row gets its sentence's keys and
+    values, and rows leave and reorder freely, matching the reference."""
+    sources = source_ids(tokenizer, random_texts(tokenizer, 3, seed=41))
+    counts = np.array([1, 3, 2])
+    decoder = inplace.encode(sources, counts, return_attention=True)
+    reference = TorchIncrementalDecoder(torch_model, padded(sources).repeat_interleave(torch.from_numpy(counts), dim=0))
+    rng = np.random.default_rng(5)
+    tokens = np.full(int(counts.sum()), BOS_ID)
+    for position in range(8):
+        step, attention = decoder.step(tokens, position)
+        expected, expected_attention = reference.step(tokens, position)
+        assert_step_matches(step, expected)
+        np.testing.assert_allclose(attention, expected_attention, atol=1e-5)
+        tokens = rng.integers(4, tokenizer.get_piece_size(), len(tokens))
+        if position in (2, 5):
+            rows = np.sort(rng.choice(len(tokens), len(tokens) - 1, replace=False))[::-1].copy()  # reversed
+            decoder.select(rows)
+            reference.select(rows)
+            tokens = tokens[rows]
