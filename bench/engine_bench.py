@@ -53,18 +53,22 @@ def measure(translate: TranslateBatch, sentences: Sequence[str], batch_size: int
 def onnxruntime_engines(
     model_dir: Path, variants: Sequence[str], intra_op_threads: int = 0, provider: str = CPU
 ) -> dict[str, Callable[[int], TranslateBatch]]:
-    """Our engine on `provider`, one entry per model variant (fp32, int8; fp16 on CUDA)."""
+    """Our engine on `provider`, one entry per model variant (fp32, int8; fp16 on CUDA) and decoder interface:
+    "int8 inplace" is the in-place step graph (CPU only), "int8 concat" the concatenating fallback (the only one of
+    a directory exported without it)."""
     engines = {}
     for variant in variants:
-        engine = Engine.load(model_dir, (provider,), intra_op_threads, variant)
-        if engine.provider != provider:
-            raise SystemExit(f"error: onnxruntime could not run {provider} here (see the warning above)")
+        has_step = read_manifest(model_dir).variants[variant].step_decoder and provider == CPU
+        for interface in ["inplace", "concat"] if has_step else ["concat"]:
+            engine = Engine.load(model_dir, (provider,), intra_op_threads, variant, interface=interface)
+            if engine.provider != provider:
+                raise SystemExit(f"error: onnxruntime could not run {provider} here (see the warning above)")
 
-        def make(beam: int, engine: Engine = engine) -> TranslateBatch:
-            options = DecodeOptions(beam_size=beam)
-            return lambda texts: sum(len(t.best.token_ids) for t in engine.translate(texts, options))
+            def make(beam: int, engine: Engine = engine) -> TranslateBatch:
+                options = DecodeOptions(beam_size=beam)
+                return lambda texts: sum(len(t.best.token_ids) for t in engine.translate(texts, options))
 
-        engines[variant] = make
+            engines[f"{variant} {interface}"] = make
     return engines
 
 
@@ -133,14 +137,18 @@ def run(
     families: dict[str, dict[str, Callable[[int], TranslateBatch]]],
     sentences: Sequence[str],
     batch_sizes: Sequence[int],
+    rounds: int = 1,
+    searches: Sequence[str] = tuple(SEARCHES),
 ) -> list[Measurement]:
-    """Every engine setting x search x batch size, with a progress bar."""
+    """Every engine setting x search x batch size, `rounds` times, with a progress bar. The settings of one search
+    and batch size alternate, round after round, so a machine busy at times slows each of them alike."""
     plan = [
         (family, setting, search, batch)
+        for search in searches
+        for batch in batch_sizes
+        for _ in range(rounds)
         for family, settings in families.items()
         for setting in settings
-        for search in SEARCHES
-        for batch in batch_sizes
         if not (setting == "no cache" and search != "greedy")
     ]
     rows = []
@@ -201,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cuda-variants", nargs="+", help="with --cuda; default: the directory's fp16 and fp32")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime threads (0: automatic)")
+    parser.add_argument("--rounds", type=int, default=1, help="measurements of each setting, alternating")
+    parser.add_argument("--searches", nargs="+", choices=list(SEARCHES), default=list(SEARCHES))
     parser.add_argument("--output", type=Path, default=Path("results/engine"))
     args = parser.parse_args(argv)
 
@@ -218,12 +228,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             torch.set_num_threads(args.threads)
         families["pytorch"] = torch_engines(args.checkpoint)
         families["ctranslate2"] = ctranslate2_engines(args.checkpoint, scratch)
-    rows = run(families, sentences, args.batch_sizes)
+    rows = run(families, sentences, args.batch_sizes, args.rounds, args.searches)
 
     args.output.mkdir(parents=True, exist_ok=True)
     machine = describe_machine()
     threads = {"onnxruntime_intra_op_threads": args.intra_op_threads, "torch_threads": args.threads}
-    report = {"machine": machine, "sentences": len(sentences), **threads, "rows": [asdict(r) for r in rows]}
+    report = {
+        "machine": machine,
+        "sentences": len(sentences),
+        "rounds": args.rounds,
+        **threads,
+        "rows": [asdict(r) for r in rows],
+    }
     (args.output / "engine_bench.json").write_text(json.dumps(report, indent=2))
     table = (
         f"{machine['summary']}, {len(sentences)} sentences per measurement,"

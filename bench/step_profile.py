@@ -4,7 +4,8 @@
 
 For cohorts of 1 and 32 sentences, greedy and beam 4, it steps each cohort to the end and reports the time
 per step inside the decoder session's `run` and outside it (search, cache selection, bookkeeping: the part
-that holds the GIL). With W workers, steps overlap at most 1 / (Python share) times, whatever W is.
+that holds the GIL). With W workers, steps overlap at most 1 / (Python share) times, whatever W is. Each
+decoder interface of the model's variant (in-place step graph, concatenating fallback) is measured, in turn.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import onnxruntime as ort
 
 from bench.machine import benchmark_sentences, describe_machine
-from service.decoding.engine import Engine
+from service.decoding.engine import Engine, ModelLoadError
 from service.scheduling.cohort import Cohort, Sentence
 from service.types import DecodeOptions
 
@@ -34,9 +35,15 @@ class TimedSession:
         self.seconds = 0.0
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
+        return self._timed(self._session.run, *args, **kwargs)
+
+    def run_with_iobinding(self, *args: Any, **kwargs: Any) -> Any:
+        return self._timed(self._session.run_with_iobinding, *args, **kwargs)
+
+    def _timed(self, run: Any, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         try:
-            return self._session.run(*args, **kwargs)
+            return run(*args, **kwargs)
         finally:
             self.seconds += time.perf_counter() - start
 
@@ -69,19 +76,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     texts = benchmark_sentences(args.model_dir, args.text_file, 1000)
-    loaded = Engine.load(args.model_dir, intra_op_threads=1)
-    session = TimedSession(loaded._decoder)  # the engine's own session, timed
-    engine = Engine(loaded.manifest, loaded.variant, loaded._encoder, session, loaded._tokenizer)
+    engines = timed_engines(args.model_dir)
     print(f"Machine: {describe_machine()['summary']}, 1 intra-op thread\n")
-    print("| sentences | beam | ms/step onnxruntime | ms/step Python | Python share |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| decoder | sentences | beam | ms/step onnxruntime | ms/step Python | Python share |")
+    print("|---|---:|---:|---:|---:|---:|")
     for count, beam in CASES:
-        runs = [profile(engine, session, texts[r * count : (r + 1) * count], beam) for r in range(args.repeats)]
-        ort_s, total_s, steps = (sum(run[i] for run in runs) for i in range(3))
-        python_s = total_s - ort_s
-        per_step = f"{ort_s / steps * 1000:.2f} | {python_s / steps * 1000:.2f}"
-        print(f"| {count} | {beam} | {per_step} | {python_s / total_s:.0%} |")
+        for interface, (engine, session) in engines.items():
+            runs = [profile(engine, session, texts[r * count : (r + 1) * count], beam) for r in range(args.repeats)]
+            ort_s, total_s, steps = (sum(run[i] for run in runs) for i in range(3))
+            python_s = total_s - ort_s
+            per_step = f"{ort_s / steps * 1000:.2f} | {python_s / steps * 1000:.2f}"
+            print(f"| {interface} | {count} | {beam} | {per_step} | {python_s / total_s:.0%} |")
     return 0
+
+
+def timed_engines(model_dir: Path) -> dict[str, tuple[Engine, TimedSession]]:
+    """The default variant's engine per decoder interface it has, each with its decoder session timed."""
+    engines = {}
+    for interface in ("inplace", "concat"):
+        try:
+            loaded = Engine.load(model_dir, intra_op_threads=1, interface=interface)
+        except ModelLoadError:  # exported without the in-place step graph
+            continue
+        session = TimedSession(loaded._decoder)  # the engine's own session, timed
+        parts = (loaded.manifest, loaded.variant, loaded._encoder, session, loaded._tokenizer)
+        engines[interface] = (Engine(*parts, explainer=None, interface=interface), session)
+    return engines
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@
 
 Graphs come from the torch.export-based exporter (`dynamo=True`): its graphs have constant reshape targets
 and a constant softmax scale, where the TorchScript exporter leaves shape-computation chains that
-onnxruntime runs at every step. The directory is built next to the output and renamed into place at the
-end, so an interrupted export never leaves a directory that looks complete.
+onnxruntime runs at every step. The in-place decoder step graph of the fp32 and int8 variants
+(decoder.step*.onnx, interface "inplace") is built from the weights by model/step_graph.py; `--no-step-decoder`
+leaves it out, and the concatenating decoder graph is always written (the fallback). The directory is built
+next to the output and renamed into place at the end, so an interrupted export never leaves a directory that
+looks complete.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,7 @@ from torch.export import Dim
 
 from model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from model.model import KeyValue, Transformer, padding_mask
+from model.step_graph import export_step_graph
 from model.tokenizer import load_tokenizer
 from service.decoding.manifest import (
     EXPLAIN_FILE,
@@ -51,6 +56,7 @@ VARIANTS = {
     "int8": Variant("encoder.int8.onnx", "decoder.int8.onnx", "int8"),
     "fp16": Variant("encoder.fp16.onnx", "decoder.fp16.onnx", "float16"),
 }
+STEP_DECODERS = {"fp32": "decoder.step.onnx", "int8": "decoder.step.int8.onnx"}  # in-place graphs (CPU, float)
 DEFAULT_VARIANTS = {"CPUExecutionProvider": "int8", "CUDAExecutionProvider": "fp16"}
 MAX_LENGTH_A, MAX_LENGTH_B = 1.5, 10
 ATTENTION_REASON = (
@@ -221,8 +227,10 @@ def _export(
 
 
 def quantize_int8(source: Path, target: Path) -> None:
-    """Dynamic int8 quantization of the weights (per output channel); activations are quantized at run time."""
-    quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
+    """Dynamic int8 quantization of the weights (per output channel); activations are quantized at run time.
+    Tensors whose type shape inference cannot tell (after a contrib operator) are float."""
+    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+    quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True, extra_options=extra)
     onnx.checker.check_model(str(target), full_check=True)
 
 
@@ -239,7 +247,7 @@ def convert_fp16(source: Path, target: Path, keep_fp32_outputs: Sequence[str]) -
     onnx.checker.check_model(str(target), full_check=True)
 
 
-def write_variants(directory: Path, variants: Sequence[str]) -> None:
+def write_variants(directory: Path, variants: Sequence[str], step_decoder: bool) -> None:
     """Derive the other variants from the fp32 graphs; drop fp32 if it was not asked for."""
     fp32 = VARIANTS["fp32"]
     for name in variants:
@@ -247,12 +255,22 @@ def write_variants(directory: Path, variants: Sequence[str]) -> None:
         if name == "int8":
             quantize_int8(directory / fp32.encoder, directory / variant.encoder)
             quantize_int8(directory / fp32.decoder, directory / variant.decoder)
+            if step_decoder:
+                quantize_int8(directory / STEP_DECODERS["fp32"], directory / STEP_DECODERS["int8"])
         elif name == "fp16":
             convert_fp16(directory / fp32.encoder, directory / variant.encoder, [])
             convert_fp16(directory / fp32.decoder, directory / variant.decoder, ["log_probs", "attention"])
     if "fp32" not in variants:
-        (directory / fp32.encoder).unlink()
-        (directory / fp32.decoder).unlink()
+        for file in (fp32.encoder, fp32.decoder, *([STEP_DECODERS["fp32"]] if step_decoder else [])):
+            (directory / file).unlink()
+
+
+def exported_variants(variants: Sequence[str], step_decoder: bool) -> dict[str, Variant]:
+    """The manifest's variants: with their in-place step graph where one was written (fp32, int8)."""
+    return {
+        v: replace(VARIANTS[v], step_decoder=STEP_DECODERS[v]) if step_decoder and v in STEP_DECODERS else VARIANTS[v]
+        for v in variants
+    }
 
 
 def training_record(state: dict[str, Any], model: Transformer, checkpoint: Path) -> dict[str, Any]:
@@ -280,6 +298,7 @@ def build_manifest(
     languages: tuple[str, str],
     variants: Sequence[str],
     attention_layer: int,
+    step_decoder: bool = True,
 ) -> Manifest:
     """Describe the directory's files (with their sha256), the model they hold and how it was trained."""
     tokenizer = load_tokenizer(state["tokenizer_model"])
@@ -299,7 +318,7 @@ def build_manifest(
         decoder_layers=cfg.n_decoder_layers,
         attention=AttentionSource(attention_layer, "mean over heads", ATTENTION_REASON),
         tokenizer=TOKENIZER_FILE,
-        variants={v: VARIANTS[v] for v in variants},
+        variants=exported_variants(variants, step_decoder),
         default_variants={p: v for p, v in DEFAULT_VARIANTS.items() if v in variants},
         files={f.name: sha256_file(f) for f in sorted(directory.iterdir())},
         opset=OPSET,
@@ -328,8 +347,10 @@ def export_model(
     target_language: str | None = None,
     attention_layer: int = -1,
     overwrite: bool = False,
+    step_decoder: bool = True,
 ) -> Path:
-    """Write a complete model directory at `output_dir` (languages default to the checkpoint's)."""
+    """Write a complete model directory at `output_dir` (languages default to the checkpoint's); with
+    `step_decoder`, the fp32 and int8 variants get the in-place step graph too (model/step_graph.py)."""
     _check_variants(variants)
     state = load_checkpoint(Path(checkpoint))
     model = _model_of(state, checkpoint)
@@ -342,9 +363,15 @@ def export_model(
     try:
         (staging / TOKENIZER_FILE).write_bytes(state["tokenizer_model"])
         export_graphs(model, staging, layer)
-        write_variants(staging, variants)
+        if step_decoder:
+            tokenizer = load_tokenizer(state["tokenizer_model"])
+            never = [tokenizer.bos_id(), tokenizer.pad_id()]
+            export_step_graph(model, staging / STEP_DECODERS["fp32"], layer, never)
+        write_variants(staging, variants, step_decoder)
         export_explain_graph(model, staging)
-        manifest = build_manifest(state, model, Path(checkpoint), staging, name, version, languages, variants, layer)
+        manifest = build_manifest(
+            state, model, Path(checkpoint), staging, name, version, languages, variants, layer, step_decoder
+        )
         write_manifest(staging, manifest)
         _move_into_place(staging, output_dir)
     finally:
@@ -424,6 +451,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--target-language", help="default: the checkpoint's")
     parser.add_argument("--attention-layer", type=int, default=-1, help="decoder layer giving alignments")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+    parser.add_argument(
+        "--no-step-decoder",
+        action="store_true",
+        help="write only the concatenating decoder graph, not the in-place step graph (decoder.step*.onnx)",
+    )
     args = parser.parse_args(argv)
     try:
         path = export_model(
@@ -436,6 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             target_language=args.target_language,
             attention_layer=args.attention_layer,
             overwrite=args.overwrite,
+            step_decoder=not args.no_step_decoder,
         )
     except (CheckpointError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)

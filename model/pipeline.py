@@ -178,7 +178,7 @@ class Pipeline:
             return Outcome(SKIPPED, f"{self.output} holds only {', '.join(manifest.variants)}")
         write_manifest(self.output, manifest.without_variants(extra))  # unlist first: a crash leaves spare files
         for name in extra:
-            for file in (manifest.variants[name].encoder, manifest.variants[name].decoder):
+            for file in manifest.variants[name].files:
                 (self.output / file).unlink()
         size = sum(f.stat().st_size for f in self.output.iterdir()) / 2**20
         return Outcome(DONE, f"removed {', '.join(extra)} (scores kept in the manifest); {self.output}: {size:.1f} MiB")

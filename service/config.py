@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     http_port: Port | None = Field(8080, description="HTTP/JSON API and web page port; 0 picks a free one; empty: off")
     providers: StrList = Field(["CPUExecutionProvider"], description="onnxruntime execution providers, in order")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads, one pool for all models; 0 = automatic")
+    decoder_interface: Literal["auto", "inplace", "concat"] = Field(
+        "auto", description="auto: the decoder graph each model's manifest names; inplace or concat: that one for all"
+    )
     max_batch_size: Positive = Field(32, description="sentences in one model call")
     max_batch_tokens: Positive = Field(4096, description="padded source tokens in one model call")
     max_queue_delay_ms: float = Field(5.0, ge=0, description="longest wait for a fuller batch, under load")

@@ -207,7 +207,10 @@ def load_backends(settings: Settings) -> dict[str, TranslationBackend]:
 
     backends: dict[str, TranslationBackend] = {}
     for folder in folders:
-        engine = Engine.load(folder, providers=settings.providers, intra_op_threads=settings.intra_op_threads)
+        interface = None if settings.decoder_interface == "auto" else settings.decoder_interface
+        engine = Engine.load(
+            folder, providers=settings.providers, intra_op_threads=settings.intra_op_threads, interface=interface
+        )
         name = engine.manifest.name
         if name in backends:
             raise ConfigError(f"models_root {root}: two models are named {name!r}")

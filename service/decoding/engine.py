@@ -1,8 +1,11 @@
 """The translation engine: an exported model directory run by onnxruntime, searched by service/decoding/search.py.
 
 The encoder runs once per batch and returns the cross-attention keys/values of every decoder layer; the
-decoder then runs one step per target position, growing its self-attention key/value cache. All sessions
-of the process share one global onnxruntime thread pool (separate spinning pools fight over the cores).
+decoder then runs one step per target position. Its interface is the manifest's (`Variant.interface`):
+"inplace" (service/decoding/inplace.py: a preallocated cache written in place, top-k candidates) where the
+variant has the in-place step graph and the provider is the CPU, else "concat" (the cache grows by
+concatenation, every word's log-probability), the fallback every model directory has. All sessions of
+the process share one global onnxruntime thread pool (separate spinning pools fight over the cores).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sentencepiece as spm
 from service.attention.detail import INPUTS as EXPLAIN_INPUTS
 from service.attention.detail import OUTPUTS as EXPLAIN_OUTPUTS
 from service.attention.detail import AttentionDetail, Explainer
+from service.decoding.inplace import NGRAM_MARGIN, InPlaceDecoder
 from service.decoding.iobinding import CUDA, IoBoundDecoder, load_cuda_libraries
 from service.decoding.manifest import Manifest, ModelLoadError, read_manifest
 from service.decoding.search import BeamSearch, GreedySearch, IncrementalDecoder, SearchResult, StepSearch, run_search
@@ -27,9 +31,22 @@ from service.types import DecodeOptions, Hypothesis, StageTimings, Translation
 
 __all__ = ["Engine", "ModelLoadError", "OnnxIncrementalDecoder"]
 
+INTERFACES = ("inplace", "concat")
+
 log = logging.getLogger(__name__)
 
 CPU = "CPUExecutionProvider"
+DEFAULT_OPTIONS = DecodeOptions()
+INPLACE_INPUTS = (
+    "token",
+    "position",
+    "past_sequence_length",
+    "self_mask",
+    "beam_width",
+    "cache_indirection",
+    "source_mask",
+    "top_k",
+)
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 _global_pool_threads: int | None = None  # intra-op threads of the process-wide pool, once created
 
@@ -100,11 +117,13 @@ class Engine:
         decoder: ort.InferenceSession,
         tokenizer: spm.SentencePieceProcessor,
         explainer: Explainer | None = None,
+        interface: str = "concat",
         io_binding: bool | None = None,
     ):
         """`io_binding`: keep the decoder's caches on the device between steps (IoBoundDecoder); default: on CUDA."""
         self._manifest = manifest
         self._variant = variant
+        self._interface = interface
         self._encoder = encoder
         self._decoder = decoder
         self._tokenizer = tokenizer
@@ -119,9 +138,11 @@ class Engine:
         providers: Sequence[str] = (CPU,),
         intra_op_threads: int = 0,
         variant: str | None = None,
+        interface: str | None = None,
         io_binding: bool | None = None,
     ) -> Engine:
-        """Check a model directory (manifest, sha256 of every file) and open its sessions on `providers`."""
+        """Check a model directory (manifest, sha256 of every file) and open its sessions on `providers`;
+        `interface` ("inplace" or "concat") overrides the decoder interface the manifest chooses."""
         model_dir = Path(model_dir)
         manifest = read_manifest(model_dir)
         usable = _usable_providers(providers)
@@ -131,15 +152,17 @@ class Engine:
         if variant not in manifest.variants:
             raise ModelLoadError(f"{model_dir} has no variant {variant!r} (it has {', '.join(manifest.variants)})")
         files = manifest.variants[variant]
+        interface = _interface(files.interface if usable[0] == CPU else "concat", interface, model_dir, variant)
         encoder = open_session(model_dir / files.encoder, usable, intra_op_threads)
-        decoder = open_session(model_dir / files.decoder, usable, intra_op_threads)
+        decoder_file = files.step_decoder if interface == "inplace" else files.decoder
+        decoder = open_session(model_dir / decoder_file, usable, intra_op_threads)
         tokenizer = spm.SentencePieceProcessor(model_file=str(model_dir / manifest.tokenizer))
         explainer = (
             Explainer(open_session(model_dir / manifest.explain, usable, intra_op_threads))
             if manifest.explain
             else None
         )
-        engine = cls(manifest, variant, encoder, decoder, tokenizer, explainer, io_binding)
+        engine = cls(manifest, variant, encoder, decoder, tokenizer, explainer, interface, io_binding)
         if engine.provider != providers[0]:
             log.warning(
                 "asked for %s but this machine's onnxruntime offers %s: running %s on %s",
@@ -158,6 +181,11 @@ class Engine:
     @property
     def variant(self) -> str:
         return self._variant
+
+    @property
+    def interface(self) -> str:
+        """The decoder interface this engine runs: "inplace" or "concat"."""
+        return self._interface
 
     @property
     def provider(self) -> str:
@@ -235,6 +263,10 @@ class Engine:
             ids[row, : len(source)] = source
         names = [o.name for o in self._encoder.get_outputs()]
         memory = dict(zip(names, self._encoder.run(names, {"source_ids": ids}), strict=True))
+        if self._interface == "inplace":
+            capacity = int(self.max_lengths([len(s) for s in sources], DEFAULT_OPTIONS).max())
+            top_k = min(2 * int(np.max(beam_size)) + NGRAM_MARGIN, self._manifest.vocab_size)
+            return InPlaceDecoder(self._decoder, memory, ids != pad, beam_size, capacity, top_k)
         decoder = IoBoundDecoder if self._io_binding else OnnxIncrementalDecoder
         return decoder(self._decoder, memory, ids != pad, beam_size, return_attention)
 
@@ -310,15 +342,18 @@ class Engine:
     def _check_graphs(self) -> None:
         """The graphs must have the inputs and outputs the engine feeds and fetches."""
         caches = [f"{kind}_{i}" for i in range(self._manifest.decoder_layers) for kind in ("key", "value")]
+        inplace = self._interface == "inplace"
+        step_inputs = INPLACE_INPUTS if inplace else ("token", "position", "source_mask")
+        cache = "cache" if inplace else "past"
         wanted = {
             "encoder input": ({"source_ids"}, _input_types(self._encoder)),
             "encoder output": ({f"memory_{c}" for c in caches}, {o.name for o in self._encoder.get_outputs()}),
             "decoder input": (
-                {"token", "position", "source_mask", *(f"memory_{c}" for c in caches), *(f"past_{c}" for c in caches)},
+                {*step_inputs, *(f"memory_{c}" for c in caches), *(f"{cache}_{c}" for c in caches)},
                 _input_types(self._decoder),
             ),
             "decoder output": (
-                {"log_probs", "attention", *(f"present_{c}" for c in caches)},
+                {"log_probs", "attention", *(["token_ids"] if inplace else []), *(f"present_{c}" for c in caches)},
                 {o.name for o in self._decoder.get_outputs()},
             ),
         }
@@ -330,6 +365,17 @@ class Engine:
             missing = sorted(set(names) - set(present))
             if missing:
                 raise ModelLoadError(f"{self._manifest.name}: {what}s {', '.join(missing)} are missing")
+
+
+def _interface(chosen: str, asked: str | None, model_dir: Path, variant: str) -> str:
+    """The decoder interface to run: `asked` where given (it must exist), else the manifest's `chosen`."""
+    if asked is None:
+        return chosen
+    if asked not in INTERFACES:
+        raise ValueError(f"decoder interface must be one of {', '.join(INTERFACES)}, not {asked!r}")
+    if asked == "inplace" and chosen != "inplace":
+        raise ModelLoadError(f"{model_dir} variant {variant!r} has no in-place step graph for this provider")
+    return asked
 
 
 def _trimmed(attention: np.ndarray, target_length: int, source_length: int) -> np.ndarray:

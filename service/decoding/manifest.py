@@ -5,7 +5,11 @@ A model directory:
     manifest.json          this description (not hashed itself, so scores can be updated later)
     tokenizer.model        SentencePiece model, joint source/target vocabulary
     encoder.onnx           fp32: source ids (B, S) -> cross-attention keys/values of every decoder layer
-    decoder.onnx           fp32: one decoding step with the self-attention key/value cache
+    decoder.onnx           fp32: one decoding step with the self-attention key/value cache (interface "concat":
+                           the cache grows by concatenation; every engine can run it, the fallback)
+    decoder.step.onnx      fp32, optional: the in-place step graph (interface "inplace", model/step_graph.py:
+                           preallocated cache written in place, beams by cache indirection, top-k in the graph)
+    decoder.step.int8.onnx int8, optional: the same, quantized
     encoder.int8.onnx      int8 (dynamic quantization, CPU), same inputs and outputs
     decoder.int8.onnx
     encoder.fp16.onnx      fp16 (CUDA); caches in fp16, log-probabilities and attention stay fp32
@@ -36,11 +40,22 @@ class ModelLoadError(Exception):
 
 @dataclass(frozen=True)
 class Variant:
-    """One precision of the model: its encoder and decoder files."""
+    """One precision of the model: its encoder and decoder files. The engine runs `step_decoder` (interface
+    "inplace") where the variant has one, else `decoder` (interface "concat"), which stays as the fallback."""
 
     encoder: str
     decoder: str
     precision: str  # float32 | int8 | float16
+    step_decoder: str = ""  # the in-place step graph, "" where the variant has none
+
+    @property
+    def interface(self) -> str:
+        """The decoder interface the engine runs by default: "inplace" or "concat"."""
+        return "inplace" if self.step_decoder else "concat"
+
+    @property
+    def files(self) -> list[str]:
+        return [self.encoder, self.decoder, *([self.step_decoder] if self.step_decoder else [])]
 
 
 @dataclass(frozen=True)
@@ -110,7 +125,7 @@ class Manifest:
         """This manifest with the variants `names` dropped, their files no longer listed."""
         dropped = set(names)
         kept = {name: v for name, v in self.variants.items() if name not in dropped}
-        gone = {f for name in dropped for f in (self.variants[name].encoder, self.variants[name].decoder)}
+        gone = {f for name in dropped for f in self.variants[name].files}
         return replace(
             self,
             variants=kept,
@@ -163,7 +178,7 @@ def write_manifest(model_dir: Path, manifest: Manifest) -> None:
 
 def _check_listed(manifest: Manifest, path: Path) -> None:
     """The tokenizer and every variant's graphs must be among the hashed files."""
-    needed = {manifest.tokenizer} | {f for v in manifest.variants.values() for f in (v.encoder, v.decoder)}
+    needed = {manifest.tokenizer} | {f for v in manifest.variants.values() for f in v.files}
     needed |= {manifest.explain} - {""}
     unlisted = sorted(needed - set(manifest.files))
     if unlisted:

@@ -18,11 +18,29 @@ from typing import Protocol
 import numpy as np
 
 
+@dataclass
+class Candidates:
+    """A step's K best tokens of each row, best first, as a decoder with top-k in its graph returns them
+    instead of every word's log-probability. K is a few more than twice the beam, so the search still finds
+    its best tokens when the repeat guard removes some of them."""
+
+    ids: np.ndarray  # (N, K)
+    log_probs: np.ndarray  # (N, K)
+
+    def __getitem__(self, rows: slice) -> Candidates:
+        """The candidates of these rows."""
+        return Candidates(self.ids[rows], self.log_probs[rows])
+
+
+StepScores = np.ndarray | Candidates  # log-probabilities (N, V) of every word, or each row's top candidates
+
+
 class IncrementalDecoder(Protocol):
     """A model's decoder for one encoded batch, fed one token per row per step (rows: sentences x beams)."""
 
-    def step(self, tokens: np.ndarray, position: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Feed `tokens` (N,) at `position`; returns log-probabilities (N, V) and cross-attention (N, S) or None."""
+    def step(self, tokens: np.ndarray, position: int) -> tuple[StepScores, np.ndarray | None]:
+        """Feed `tokens` (N,) at `position`; returns log-probabilities (N, V) or candidates, and cross-attention
+        (N, S) or None."""
         ...
 
     def select(self, rows: np.ndarray) -> None:
@@ -62,8 +80,9 @@ class StepSearch(Protocol):
         """The token to feed each live row at the next step."""
         ...
 
-    def advance(self, log_probs: np.ndarray, cross: np.ndarray | None) -> StepOutcome:
-        """Consume one step's log-probabilities (rows, V) and cross-attention (rows, S) of this search's rows."""
+    def advance(self, log_probs: StepScores, cross: np.ndarray | None) -> StepOutcome:
+        """Consume one step's log-probabilities (rows, V) or candidates and cross-attention (rows, S) of this
+        search's rows."""
         ...
 
     def drop(self, sentences: np.ndarray) -> np.ndarray:
@@ -114,13 +133,13 @@ class GreedySearch:
     def tokens(self) -> np.ndarray:
         return self._tokens
 
-    def advance(self, log_probs: np.ndarray, cross: np.ndarray | None) -> StepOutcome:
+    def advance(self, log_probs: StepScores, cross: np.ndarray | None) -> StepOutcome:
         position, alive = self._position, self._alive
-        forbid(log_probs, self._forbidden)
-        if self._no_repeat:
-            block_repeated_ngrams(log_probs, self._emitted[alive, :position], self._no_repeat)
-        tokens = log_probs.argmax(axis=-1)
-        self._totals[alive] += log_probs[np.arange(len(alive)), tokens]
+        history = self._emitted[alive, :position] if self._no_repeat else None
+        ids, scores = allowed_scores(log_probs, self._forbidden, history, self._no_repeat)
+        best = scores.argmax(axis=-1)
+        self._totals[alive] += scores[np.arange(len(alive)), best]
+        tokens = best if ids is None else ids[np.arange(len(alive)), best]
         self._emitted[alive, position] = tokens
         if self._return_attention and cross is not None:
             for row, sentence in enumerate(alive):
@@ -192,15 +211,14 @@ class BeamSearch:
     def tokens(self) -> np.ndarray:
         return self._tokens
 
-    def advance(self, log_probs: np.ndarray, cross: np.ndarray | None) -> StepOutcome:
+    def advance(self, log_probs: StepScores, cross: np.ndarray | None) -> StepOutcome:
         k, alive, position = self._k, self._alive, self._position
-        forbid(log_probs, self._forbidden)
-        if self._no_repeat:
-            block_repeated_ngrams(log_probs, self._history, self._no_repeat)
+        ids, scores = allowed_scores(log_probs, self._forbidden, self._history, self._no_repeat)
         # A sentence's 2K best continuations are among the 2K best tokens of each of its K rows: rank those.
-        per_row = min(2 * k, log_probs.shape[-1])
-        row_tokens = np.argpartition(log_probs, -per_row, axis=1)[:, -per_row:]  # (b*K, 2K)
-        row_scores = self._scores.reshape(-1, 1) + log_probs[np.arange(len(row_tokens))[:, None], row_tokens]
+        per_row = min(2 * k, scores.shape[-1])
+        best = np.argpartition(scores, -per_row, axis=1)[:, -per_row:]  # (b*K, 2K)
+        row_tokens = best if ids is None else np.take_along_axis(ids, best, axis=1)
+        row_scores = self._scores.reshape(-1, 1) + np.take_along_axis(scores, best, axis=1)
         candidates = row_scores.reshape(len(alive), k * per_row)  # (b, K*2K)
         sentence = np.arange(len(alive))[:, None]  # (b, 1): indexes each sentence's own candidates
         top = np.argsort(-candidates, axis=1)[:, : 2 * k]  # (b, 2K) best first
@@ -254,18 +272,46 @@ class BeamSearch:
         self._finished[sentence].append(SearchResult([int(t) for t in prefix], score, attention, truncated))
 
 
-def block_repeated_ngrams(log_probs: np.ndarray, history: np.ndarray, size: int) -> None:
-    """Sets to -inf, in place, the log-probability of every token that would repeat an n-gram of `size` (>= 2)
-    tokens already in its row's `history` (rows, steps so far): the guard against output that loops."""
+def allowed_scores(
+    step: StepScores, forbidden: np.ndarray, history: np.ndarray | None, no_repeat_ngram_size: int
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """A step's candidate ids (None: every word, by index) and their log-probabilities with the forbidden ids and
+    the repeated n-grams (given `history`, the tokens so far of each row) at -inf; dense log-probabilities are
+    changed in place."""
+    if isinstance(step, Candidates):
+        ids, scores = step.ids, step.log_probs
+        for token in forbidden:  # a few ids: cheaper than np.isin
+            scores[ids == token] = -np.inf
+        if no_repeat_ngram_size and history is not None:
+            rows, tokens = repeated_ngram_tokens(history, no_repeat_ngram_size)
+            hit_rows, hit_columns = np.nonzero(ids[rows] == tokens[:, None])
+            scores[rows[hit_rows], hit_columns] = -np.inf
+        return ids, scores
+    forbid(step, forbidden)
+    if no_repeat_ngram_size and history is not None:
+        block_repeated_ngrams(step, history, no_repeat_ngram_size)
+    return None, step
+
+
+def repeated_ngram_tokens(history: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, tokens): each token that would repeat an n-gram of `size` (>= 2) tokens already in its row's
+    `history` (rows, steps so far)."""
     steps, prefix = history.shape[1], size - 1  # prefix: the n-gram's tokens before its last one
     if size < 2 or steps < size:
-        return
+        return np.zeros(0, np.intp), np.zeros(0, history.dtype)
     starts = steps - prefix  # n-grams starting at 0 .. starts - 1 end before the last token
     same = history[:, :starts] == history[:, starts, None]  # shifted slices: a few small numpy calls
     for k in range(1, prefix):
         same &= history[:, k : starts + k] == history[:, starts + k, None]
     rows, starts_found = np.nonzero(same)
-    log_probs[rows, history[rows, starts_found + prefix]] = -np.inf
+    return rows, history[rows, starts_found + prefix]
+
+
+def block_repeated_ngrams(log_probs: np.ndarray, history: np.ndarray, size: int) -> None:
+    """Sets to -inf, in place, the log-probability of every token that would repeat an n-gram of `size` (>= 2)
+    tokens already in its row's `history` (rows, steps so far): the guard against output that loops."""
+    rows, tokens = repeated_ngram_tokens(history, size)
+    log_probs[rows, tokens] = -np.inf
 
 
 def forbid(log_probs: np.ndarray, ids: np.ndarray) -> None:

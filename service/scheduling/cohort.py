@@ -10,8 +10,9 @@ Between steps its rows leave (finished, cancelled or expired sentences, dropped 
 keys/values and an empty self-attention cache together). The scheduler interleaves the steps of all
 cohorts of a model, so a new sentence starts at the next step of any worker, not after a running batch.
 
-`RowCache` is the one interface the scheduler needs from a cache; an in-place preallocated cache (or a
-graph taking per-row positions, where cohorts could merge) implements the same operations.
+`RowCache` is the one interface the scheduler needs from a cache; the in-place cache of a re-exported model
+(service/decoding/inplace.py) implements it too, one buffer per cohort. Its graph takes a position and a cache
+mask per row, so cohorts could merge into one buffer (that module's docstring says how); they do not yet.
 
 Within a cohort, sentences with different decode options share every decoder call: each row's step is
 independent of the other rows, so each group of equal options is searched by its own rule on its own
@@ -29,15 +30,16 @@ from typing import Protocol
 
 import numpy as np
 
-from service.decoding.search import SearchResult, StepSearch
+from service.decoding.search import SearchResult, StepScores, StepSearch
 from service.types import DecodeOptions, StageTimings, Translation
 
 
 class RowCache(Protocol):
     """A decoder's key/value cache over rows (sentences x beams), stepped one position at a time."""
 
-    def step(self, tokens: np.ndarray, position: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Feed one token per row at `position`; log-probabilities (rows, V) and cross-attention or None."""
+    def step(self, tokens: np.ndarray, position: int) -> tuple[StepScores, np.ndarray | None]:
+        """Feed one token per row at `position`; log-probabilities (rows, V) or top candidates, and
+        cross-attention or None."""
         ...
 
     def select(self, rows: np.ndarray) -> None:

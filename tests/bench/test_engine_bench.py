@@ -25,7 +25,8 @@ def test_tiny_run_measures_every_engine_setting(tiny_checkpoint: Path, tiny_mode
     assert report["sentences"] == 3
     measured = {(r["engine"], r["setting"], r["search"]) for r in report["rows"]}
     ctranslate2 = [f"{t}, {n}" for t in ("int8", "float32") for n in ("1 thread", "2 threads")]
-    expected = {("onnxruntime", v, s) for v in ("fp32", "int8") for s in ("greedy", "beam 4")}  # not fp16: for CUDA
+    settings = [f"{v} {i}" for v in ("fp32", "int8") for i in ("inplace", "concat")]  # not fp16: for CUDA
+    expected = {("onnxruntime", v, s) for v in settings for s in ("greedy", "beam 4")}
     expected |= {("pytorch", "cache", s) for s in ("greedy", "beam 4")} | {("pytorch", "no cache", "greedy")}
     expected |= {("ctranslate2", c, s) for c in ctranslate2 for s in ("greedy", "beam 4")}
     assert measured == expected
@@ -45,7 +46,9 @@ def test_variants_default_to_those_of_the_model_directory(tiny_checkpoint: Path,
     argv = ["--model-dir", str(int8_only), "--text-file", str(text_file), "--batch-sizes", "1"]
     main([*argv, "--output", str(tmp_path)])
     rows = json.loads((tmp_path / "engine_bench.json").read_text())["rows"]
-    assert [(r["engine"], r["setting"], r["search"]) for r in rows] == [
-        ("onnxruntime", "int8", "greedy"),
-        ("onnxruntime", "int8", "beam 4"),
+    assert [(r["engine"], r["setting"], r["search"]) for r in rows] == [  # the interfaces alternate
+        ("onnxruntime", "int8 inplace", "greedy"),
+        ("onnxruntime", "int8 concat", "greedy"),
+        ("onnxruntime", "int8 inplace", "beam 4"),
+        ("onnxruntime", "int8 concat", "beam 4"),
     ]

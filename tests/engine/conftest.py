@@ -13,9 +13,10 @@ from model.tokenizer import load_tokenizer
 from service.decoding.engine import Engine
 
 
-@pytest.fixture(scope="session")
-def engine(tiny_model_dir: Path) -> Engine:
-    return Engine.load(tiny_model_dir, intra_op_threads=1, variant="fp32")
+@pytest.fixture(scope="session", params=["inplace", "concat"])
+def engine(tiny_model_dir: Path, request: pytest.FixtureRequest) -> Engine:
+    """The fp32 engine with each decoder interface: the in-place step graph and the concatenating fallback."""
+    return Engine.load(tiny_model_dir, intra_op_threads=1, variant="fp32", interface=request.param)
 
 
 @pytest.fixture(scope="session")

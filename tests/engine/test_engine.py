@@ -14,6 +14,7 @@ from model.model import Transformer, padding_mask
 from model.reference import TorchIncrementalDecoder, translate_ids
 from model.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from service.decoding.engine import Engine
+from service.decoding.search import Candidates, StepScores
 from service.types import DecodeOptions
 from tests.support.tiny import sentence_pairs, source_sentences
 
@@ -31,6 +32,19 @@ def random_texts(tokenizer: spm.SentencePieceProcessor, n: int, seed: int) -> li
 
 def source_ids(tokenizer: spm.SentencePieceProcessor, texts: list[str]) -> list[list[int]]:
     return [[*tokenizer.encode(t), EOS_ID] for t in texts]
+
+
+def assert_step_matches(step: StepScores, expected: np.ndarray) -> None:
+    """A step's log-probabilities (or its top-k candidates) equal the reference's (N, V) within 1e-4; the top-k
+    candidates are the reference's best tokens, bos and pad excluded, best first."""
+    if not isinstance(step, Candidates):
+        np.testing.assert_allclose(step, expected, atol=1e-4)
+        return
+    allowed = expected.copy()
+    allowed[:, [BOS_ID, PAD_ID]] = -np.inf
+    np.testing.assert_allclose(step.log_probs, np.take_along_axis(allowed, step.ids, axis=1), atol=1e-4)
+    np.testing.assert_allclose(step.log_probs, -np.sort(-allowed, axis=1)[:, : step.ids.shape[1]], atol=1e-4)
+    assert (np.diff(step.log_probs, axis=1) <= 0).all()
 
 
 def padded(sources: list[list[int]]) -> torch.Tensor:
@@ -91,7 +105,7 @@ def test_step_log_probs_and_attention_match_pytorch(
     for position in range(10):
         log_probs, attention = decoder.step(tokens, position)
         expected_log_probs, expected_attention = reference.step(tokens, position)
-        np.testing.assert_allclose(log_probs, expected_log_probs, atol=1e-4)
+        assert_step_matches(log_probs, expected_log_probs)
         assert attention is not None
         np.testing.assert_allclose(attention, expected_attention, atol=1e-5)
         np.testing.assert_allclose(attention.sum(axis=1), 1.0, atol=1e-5)
@@ -114,10 +128,11 @@ def test_cached_decoding_equals_full_recomputation(
         [np.full((len(sources), 1), BOS_ID), rng.integers(4, tokenizer.get_piece_size(), (len(sources), 11))], axis=1
     )
     decoder = engine.encode(sources)
-    cached = np.stack([decoder.step(targets[:, t], t)[0] for t in range(targets.shape[1])], axis=1)
     src = padded(sources)
     logits, _ = torch_model.decode(torch.from_numpy(targets), torch_model.encode(src), padding_mask(src, PAD_ID))
-    np.testing.assert_allclose(cached, F.log_softmax(logits, dim=-1).numpy(), atol=1e-4)
+    expected = F.log_softmax(logits, dim=-1).numpy()
+    for t in range(targets.shape[1]):
+        assert_step_matches(decoder.step(targets[:, t], t)[0], expected[:, t])
 
 
 @pytest.mark.parametrize("options", [DecodeOptions(return_attention=True), DecodeOptions(beam_size=4, n_best=2)])

@@ -14,7 +14,14 @@ from model.checkpoint import CheckpointError, load_checkpoint, model_from_checkp
 from model.export import ExportError, export_model
 from service.decoding.manifest import read_manifest, sha256_file
 
-GRAPHS = ["encoder.onnx", "decoder.onnx", "encoder.int8.onnx", "decoder.int8.onnx"]
+GRAPHS = [
+    "encoder.onnx",
+    "decoder.onnx",
+    "decoder.step.onnx",
+    "encoder.int8.onnx",
+    "decoder.int8.onnx",
+    "decoder.step.int8.onnx",
+]
 
 
 @pytest.mark.parametrize("name", [*GRAPHS, "encoder.fp16.onnx", "decoder.fp16.onnx"])
@@ -53,6 +60,8 @@ def test_manifest_describes_the_directory(tiny_model_dir: Path, tiny_checkpoint:
     assert manifest.training["parameters"] == model_from_checkpoint(state).num_parameters()
     assert set(manifest.libraries) >= {"torch", "onnx", "onnxruntime"}
     assert set(manifest.variants) == {"fp32", "int8", "fp16"}
+    interfaces = {name: variant.interface for name, variant in manifest.variants.items()}
+    assert interfaces == {"fp32": "inplace", "int8": "inplace", "fp16": "concat"}
     on_disk = sorted(p.name for p in tiny_model_dir.iterdir() if p.name != "manifest.json")
     assert sorted(manifest.files) == on_disk
     assert all(sha256_file(tiny_model_dir / name) == digest for name, digest in manifest.files.items())
@@ -117,7 +126,17 @@ def test_manifest_is_plain_json(tiny_model_dir: Path) -> None:
         "encoder": "encoder.int8.onnx",
         "decoder": "decoder.int8.onnx",
         "precision": "int8",
+        "step_decoder": "decoder.step.int8.onnx",
     }
+
+
+def test_export_without_the_step_graph(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """--no-step-decoder writes the concatenating decoder only, as exports did before the in-place graph."""
+    output = tmp_path / "en-fr"
+    assert export.main(["--checkpoint", str(tiny_checkpoint), "--output", str(output), "--no-step-decoder"]) == 0
+    manifest = read_manifest(output)
+    assert {v.interface for v in manifest.variants.values()} == {"concat"}
+    assert not list(output.glob("decoder.step*"))
 
 
 def test_overwrite_replaces_a_previous_export(tmp_path: Path, tiny_checkpoint: Path) -> None:

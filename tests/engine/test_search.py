@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.decoding.search import beam_search, greedy_search, length_normalized
+from service.decoding.search import Candidates, beam_search, greedy_search, length_normalized
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 VOCAB, SOURCE = 8, 5
@@ -147,3 +147,43 @@ def test_a_hypothesis_cut_at_the_maximum_length_says_so(beam_size: int) -> None:
     assert flags == {True, False}
     (eos_first,) = greedy_search(EosFirst(1), np.array([5]), BOS, EOS)
     assert not eos_first.truncated
+
+
+class TopKDecoder(MarkovDecoder):
+    """The same decoder returning only each row's K best allowed tokens, as a graph with top-k in it does."""
+
+    def __init__(self, tables: np.ndarray, rows_per_sentence: int, k: int):
+        super().__init__(tables, rows_per_sentence)
+        self.k = k
+
+    def step(self, tokens: np.ndarray, position: int) -> tuple[Candidates, None]:
+        log_probs, _ = super().step(tokens, position)
+        allowed = log_probs.copy()
+        allowed[:, [BOS, PAD]] = -np.inf
+        ids = np.argsort(-allowed, axis=1, kind="stable")[:, : self.k]
+        return Candidates(ids, np.take_along_axis(allowed, ids, axis=1)), None
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+@pytest.mark.parametrize("no_repeat_ngram_size", [0, 2])
+def test_search_over_top_k_candidates_finds_what_it_finds_over_every_word(
+    beam_size: int, no_repeat_ngram_size: int
+) -> None:
+    """With K = 2 x beam + 8 candidates per row (what the in-place graph returns), greedy and beam search pick the
+    hypotheses and scores they pick from every word's log-probability, the repeat guard on or off."""
+    rng = np.random.default_rng(beam_size + no_repeat_ngram_size)
+    logits = 2.0 * rng.standard_normal((5, 14, 40, 40))  # a vocabulary well over K
+    tables = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    max_lengths = np.array([3, 14, 8, 11, 5])
+    k = 2 * beam_size + 8
+    dense, candidates = MarkovDecoder(tables, beam_size), TopKDecoder(tables, beam_size, k)
+    options = {"never": (PAD,), "no_repeat_ngram_size": no_repeat_ngram_size}
+    if beam_size == 1:
+        expected = [[r] for r in greedy_search(dense, max_lengths, BOS, EOS, **options)]  # type: ignore[arg-type]
+        found = [[r] for r in greedy_search(candidates, max_lengths, BOS, EOS, **options)]  # type: ignore[arg-type]
+    else:
+        expected = beam_search(dense, max_lengths, BOS, EOS, beam_size, beam_size, **options)  # type: ignore[arg-type]
+        found = beam_search(candidates, max_lengths, BOS, EOS, beam_size, beam_size, **options)  # type: ignore[arg-type]
+    for mine, theirs in zip(found, expected, strict=True):
+        assert [r.token_ids for r in mine] == [r.token_ids for r in theirs]
+        assert [r.score for r in mine] == pytest.approx([r.score for r in theirs])

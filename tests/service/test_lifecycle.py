@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 from service.config import ConfigError, Settings
+from service.decoding.engine import Engine
 from service.server import SERVICE_NAME, load_backends
 from tests.service.fakes import ReversingBackend
 from tests.service.harness import ServerThread, wait_for
@@ -80,3 +81,11 @@ def test_an_empty_models_root_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "not-a-model").mkdir()
     with pytest.raises(ConfigError, match="no model folder"):
         load_backends(Settings(models_root=tmp_path))
+
+
+@pytest.mark.parametrize(("setting", "interface"), [("auto", "inplace"), ("concat", "concat"), ("inplace", "inplace")])
+def test_decoder_interface_setting(tiny_model_dir: Path, setting: str, interface: str) -> None:
+    """MT_DECODER_INTERFACE picks the decoder graph of every model; auto: the manifest's (in-place here)."""
+    settings = Settings(models_root=tiny_model_dir.parent, decoder_interface=setting, intra_op_threads=1)
+    engine = load_backends(settings)["en-fr"]
+    assert isinstance(engine, Engine) and engine.interface == interface

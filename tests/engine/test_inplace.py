@@ -1,0 +1,149 @@
+"""The in-place decoder (service/decoding/inplace.py) against the PyTorch model: beams reordered by cache
+indirection, sentences leaving, any row selection, capacity growth, rows that join at a later write slot;
+and the fallback graph beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import sentencepiece as spm
+import torch
+
+from model.model import Transformer
+from model.reference import TorchIncrementalDecoder
+from model.tokenizer import BOS_ID
+from service.decoding.engine import Engine
+from service.decoding.inplace import InPlaceDecoder
+from service.decoding.manifest import ModelLoadError
+from service.decoding.search import Candidates
+from service.types import DecodeOptions
+from tests.engine.test_engine import assert_step_matches, padded, random_texts, source_ids
+
+
+@pytest.fixture(scope="module")
+def inplace(tiny_model_dir: Path) -> Engine:
+    return Engine.load(tiny_model_dir, intra_op_threads=1, variant="fp32", interface="inplace")
+
+
+def test_manifest_chooses_the_in_place_graph_and_keeps_the_fallback(tiny_model_dir: Path) -> None:
+    assert Engine.load(tiny_model_dir, intra_op_threads=1, variant="fp32").interface == "inplace"
+    assert Engine.load(tiny_model_dir, intra_op_threads=1).interface == "inplace"  # int8
+    fallback = Engine.load(tiny_model_dir, intra_op_threads=1, interface="concat")
+    assert fallback.interface == "concat"
+    assert fallback.translate(["cat dog"], DecodeOptions(beam_size=2))[0].best.token_ids
+    with pytest.raises(ModelLoadError, match="no in-place step graph"):
+        Engine.load(tiny_model_dir, intra_op_threads=1, variant="fp16", interface="inplace")
+    with pytest.raises(ValueError, match="decoder interface must be"):
+        Engine.load(tiny_model_dir, intra_op_threads=1, interface="fused")
+
+
+def test_step_graph_writes_in_place_and_ranks_in_the_graph(tiny_model_dir: Path) -> None:
+    nodes = onnx.load(tiny_model_dir / "decoder.step.onnx").graph.node
+    readers = {name: node.op_type for node in nodes for name in node.input if name.startswith("cache_")}
+    assert set(readers.values()) == {"DecoderMaskedMultiHeadAttention"}  # nothing but the attention reads a cache
+    assert [node.op_type for node in nodes].count("DecoderMaskedMultiHeadAttention") == 2  # one per layer
+    assert "TopK" in [node.op_type for node in nodes]
+
+
+def _beam_rows(rng: np.random.Generator, sentences: np.ndarray, width: int) -> np.ndarray:
+    """Rows as beam search selects them: kept sentences, each with its beams drawn from its own rows."""
+    return np.concatenate([s * width + rng.integers(0, width, width) for s in sentences])
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_beams_reorder_leave_and_regroup_like_pytorch(
+    inplace: Engine, torch_model: Transformer, tokenizer: spm.SentencePieceProcessor, width: int
+) -> None:
+    """Beam reorders (cache indirection), sentences leaving (compaction), then any row order (rows gathered),
+    for more steps than the first capacity (it grows): every step matches the reference within 1e-4."""
+    sources = source_ids(tokenizer, random_texts(tokenizer, 5, seed=21))
+    decoder = inplace.encode(sources, width, return_attention=True)
+    assert isinstance(decoder, InPlaceDecoder)
+    first_capacity = decoder.mask.shape[1]
+    reference = TorchIncrementalDecoder(torch_model, padded(sources).repeat_interleave(width, dim=0))
+    rng = np.random.default_rng(width)
+    tokens = np.full(len(sources) * width, BOS_ID)
+    live = np.arange(len(sources))
+    for position in range(first_capacity + 5):
+        step, attention = decoder.step(tokens, position)
+        expected, expected_attention = reference.step(tokens, position)
+        assert_step_matches(step, expected)
+        np.testing.assert_allclose(attention, expected_attention, atol=1e-5)
+        np.testing.assert_allclose(attention.sum(axis=1), 1.0, atol=1e-5)
+        tokens = rng.integers(4, tokenizer.get_piece_size(), len(tokens))
+        if position == 6:  # a sentence leaves
+            live = np.delete(np.arange(len(live)), 1)
+            rows = _beam_rows(rng, live, width)
+        elif position == 12:  # rows in any order, beyond sentence blocks
+            rows = rng.permutation(len(tokens))[: len(tokens) - 1]
+        else:
+            rows = _beam_rows(rng, np.arange(len(tokens) // width), width) if position < 12 else None
+        if rows is not None:
+            decoder.select(rows)
+            reference.select(rows)
+            tokens = tokens[rows]
+    assert decoder.mask.shape[1] > first_capacity
+
+
+def test_rows_joining_at_a_later_slot_decode_as_alone(
+    inplace: Engine, torch_model: Transformer, tokenizer: spm.SentencePieceProcessor
+) -> None:
+    """A row whose cache mask is 0 before the slot where it joined, and whose position starts there at 0,
+    gets the log-probabilities and attention it gets alone: the shared-buffer design of the scheduler."""
+    sources = source_ids(tokenizer, random_texts(tokenizer, 2, seed=31))
+    decoder = inplace.encode(sources, 1, return_attention=True)
+    assert isinstance(decoder, InPlaceDecoder)
+    alone = TorchIncrementalDecoder(torch_model, padded(sources[1:]))
+    rng = np.random.default_rng(3)
+    joined_at = 3
+    tokens = np.full(2, BOS_ID)
+    for _ in range(joined_at):  # row 1 does not exist yet: whatever it computes is masked away later
+        decoder.step_rows(tokens)
+        tokens = rng.integers(4, tokenizer.get_piece_size(), 2)
+    decoder.mask[1, :joined_at] = 0
+    decoder.positions[1] = 0
+    tokens[1] = BOS_ID
+    for position in range(6):
+        step, attention = decoder.step_rows(tokens)
+        expected, expected_attention = alone.step(tokens[1:], position)
+        assert decoder.positions[0] == joined_at + position + 1
+        assert_step_matches(Candidates(step.ids[1:], step.log_probs[1:]), expected)
+        np.testing.assert_allclose(attention[1:, : len(sources[1])], expected_attention, atol=1e-5)
+        tokens = rng.integers(4, tokenizer.get_piece_size(), 2)
+
+
+def test_repeat_guard_filters_the_candidates(inplace: Engine, tiny_model_dir: Path) -> None:
+    """The repeat guard on top-k candidates gives the tokens it gives on every word's log-probability."""
+    fallback = Engine.load(tiny_model_dir, intra_op_threads=1, variant="fp32", interface="concat")
+    texts = ["cat cat cat cat cat cat", "dog red dog red dog red", "big big sun big big sun"]
+    for options in (DecodeOptions(no_repeat_ngram_size=2), DecodeOptions(beam_size=4, no_repeat_ngram_size=2)):
+        for a, b in zip(inplace.translate(texts, options), fallback.translate(texts, options), strict=True):
+            assert a.best.token_ids == b.best.token_ids
+            assert a.best.score == pytest.approx(b.best.score, abs=1e-4)
+
+
+def test_sentences_with_different_row_counts_share_one_buffer(
+    inplace: Engine, torch_model: Transformer, tokenizer: spm.SentencePieceProcessor
+) -> None:
+    """Rows per sentence 1, 3 and 2 (a cohort mixing greedy and beam sizes): each row gets its sentence's keys and
+    values, and rows leave and reorder freely, matching the reference."""
+    sources = source_ids(tokenizer, random_texts(tokenizer, 3, seed=41))
+    counts = np.array([1, 3, 2])
+    decoder = inplace.encode(sources, counts, return_attention=True)
+    reference = TorchIncrementalDecoder(torch_model, padded(sources).repeat_interleave(torch.from_numpy(counts), dim=0))
+    rng = np.random.default_rng(5)
+    tokens = np.full(int(counts.sum()), BOS_ID)
+    for position in range(8):
+        step, attention = decoder.step(tokens, position)
+        expected, expected_attention = reference.step(tokens, position)
+        assert_step_matches(step, expected)
+        np.testing.assert_allclose(attention, expected_attention, atol=1e-5)
+        tokens = rng.integers(4, tokenizer.get_piece_size(), len(tokens))
+        if position in (2, 5):
+            rows = np.sort(rng.choice(len(tokens), len(tokens) - 1, replace=False))[::-1].copy()  # reversed
+            decoder.select(rows)
+            reference.select(rows)
+            tokens = tokens[rows]
