@@ -22,6 +22,7 @@ from service.attention.detail import OUTPUTS as EXPLAIN_OUTPUTS
 from service.attention.detail import AttentionDetail, Explainer
 from service.decoding.manifest import Manifest, ModelLoadError, read_manifest
 from service.decoding.search import BeamSearch, GreedySearch, SearchResult, StepSearch, run_search
+from service.decoding.shortlist import Shortlist, ShortlistProjection
 from service.types import DecodeOptions, Hypothesis, StageTimings, Translation
 
 __all__ = ["Engine", "ModelLoadError", "OnnxIncrementalDecoder"]
@@ -37,7 +38,9 @@ class OnnxIncrementalDecoder:
     """The decoder session over one encoded batch, with its key/value cache (rows: sentences x beams).
 
     `rows_per_sentence` is one count for all sentences, or one per sentence (sentences searched with
-    different beam sizes share the decoder calls)."""
+    different beam sizes share the decoder calls). With `vocabulary` (sorted target ids; the session is a
+    shortlist decoder, `projection` its restricted output projection) only those ids are scored; the others
+    get -inf."""
 
     def __init__(
         self,
@@ -46,8 +49,12 @@ class OnnxIncrementalDecoder:
         source_mask: np.ndarray,
         rows_per_sentence: int | np.ndarray,
         fetch_attention: bool,
+        vocabulary: np.ndarray | None = None,
+        projection: dict[str, np.ndarray] | None = None,
+        vocab_size: int = 0,
     ):
         self._session = session
+        self._vocabulary, self._projection, self._vocab_size = vocabulary, projection or {}, vocab_size
         self._memory = memory  # one row per sentence: name -> (B, H, S, D)
         self._source_mask = source_mask  # (B, S), True on real tokens
         self._sentence = np.repeat(np.arange(len(source_mask)), rows_per_sentence)  # sentence of each row
@@ -75,10 +82,19 @@ class OnnxIncrementalDecoder:
             **self._memory_feeds,
             **self._past,
         }
+        feeds.update(self._projection)
         outputs = self._session.run(self._outputs, feeds)
         self._past = dict(zip(self._past, outputs[1 : 1 + len(self._past)], strict=True))
         attention = outputs[-1] if self._outputs[-1] == "attention" else None
-        return outputs[0], attention
+        return self._full_vocabulary(outputs[0]), attention
+
+    def _full_vocabulary(self, log_probs: np.ndarray) -> np.ndarray:
+        """Shortlisted log-probabilities (N, V') put at their vocabulary ids (N, V), -inf elsewhere."""
+        if self._vocabulary is None:
+            return log_probs
+        full = np.full((len(log_probs), self._vocab_size), -np.inf, dtype=log_probs.dtype)
+        full[:, self._vocabulary] = log_probs
+        return full
 
     def select(self, rows: np.ndarray) -> None:
         self._past = {name: cache[rows] for name, cache in self._past.items()}
@@ -99,6 +115,7 @@ class Engine:
         decoder: ort.InferenceSession,
         tokenizer: spm.SentencePieceProcessor,
         explainer: Explainer | None = None,
+        shortlist: ShortlistProjection | None = None,
     ):
         self._manifest = manifest
         self._variant = variant
@@ -106,6 +123,7 @@ class Engine:
         self._decoder = decoder
         self._tokenizer = tokenizer
         self._explainer = explainer
+        self._shortlist = shortlist
         self._check_graphs()
 
     @classmethod
@@ -115,8 +133,12 @@ class Engine:
         providers: Sequence[str] = (CPU,),
         intra_op_threads: int = 0,
         variant: str | None = None,
+        shortlist: bool | None = None,
     ) -> Engine:
-        """Check a model directory (manifest, sha256 of every file) and open its sessions on `providers`."""
+        """Check a model directory (manifest, sha256 of every file) and open its sessions on `providers`.
+
+        `shortlist`: score only the lexical shortlist's candidates (True), every word (False), or as the
+        manifest says (None: its shortlist where enabled and the variant has a shortlist decoder)."""
         model_dir = Path(model_dir)
         manifest = read_manifest(model_dir)
         usable = _usable_providers(providers)
@@ -124,15 +146,17 @@ class Engine:
         if variant not in manifest.variants:
             raise ModelLoadError(f"{model_dir} has no variant {variant!r} (it has {', '.join(manifest.variants)})")
         files = manifest.variants[variant]
+        lexical = _shortlist_of(model_dir, manifest, variant, shortlist, usable, intra_op_threads)
+        decoder_file = manifest.shortlist.decoders[variant] if lexical and manifest.shortlist else files.decoder
         encoder = open_session(model_dir / files.encoder, usable, intra_op_threads)
-        decoder = open_session(model_dir / files.decoder, usable, intra_op_threads)
+        decoder = open_session(model_dir / decoder_file, usable, intra_op_threads)
         tokenizer = spm.SentencePieceProcessor(model_file=str(model_dir / manifest.tokenizer))
         explainer = (
             Explainer(open_session(model_dir / manifest.explain, usable, intra_op_threads))
             if manifest.explain
             else None
         )
-        engine = cls(manifest, variant, encoder, decoder, tokenizer, explainer)
+        engine = cls(manifest, variant, encoder, decoder, tokenizer, explainer, lexical)
         if engine.provider != providers[0]:
             log.warning(
                 "asked for %s but this machine's onnxruntime offers %s: running %s on %s",
@@ -151,6 +175,11 @@ class Engine:
     @property
     def variant(self) -> str:
         return self._variant
+
+    @property
+    def shortlisted(self) -> bool:
+        """Whether the decoder scores only the lexical shortlist's candidates of each batch."""
+        return self._shortlist is not None
 
     @property
     def provider(self) -> str:
@@ -228,7 +257,20 @@ class Engine:
             ids[row, : len(source)] = source
         names = [o.name for o in self._encoder.get_outputs()]
         memory = dict(zip(names, self._encoder.run(names, {"source_ids": ids}), strict=True))
-        return OnnxIncrementalDecoder(self._decoder, memory, ids != pad, beam_size, return_attention)
+        if self._shortlist is None:
+            return OnnxIncrementalDecoder(self._decoder, memory, ids != pad, beam_size, return_attention)
+        vocabulary = self._shortlist.candidates(sources)
+        projection = self._shortlist.restricted_projection(vocabulary)
+        return OnnxIncrementalDecoder(
+            self._decoder,
+            memory,
+            ids != pad,
+            beam_size,
+            return_attention,
+            vocabulary,
+            projection,
+            self._manifest.vocab_size,
+        )
 
     def new_search(self, sources: list[list[int]], options: DecodeOptions) -> StepSearch:
         """The step-wise search of `options` over these sentences (their decoder rows sentence-major)."""
@@ -306,7 +348,8 @@ class Engine:
             "encoder input": ({"source_ids"}, _input_types(self._encoder)),
             "encoder output": ({f"memory_{c}" for c in caches}, {o.name for o in self._encoder.get_outputs()}),
             "decoder input": (
-                {"token", "position", "source_mask", *(f"memory_{c}" for c in caches), *(f"past_{c}" for c in caches)},
+                {"token", "position", "source_mask", *(f"memory_{c}" for c in caches), *(f"past_{c}" for c in caches)}
+                | (self._shortlist.projection_outputs if self._shortlist is not None else set()),
                 _input_types(self._decoder),
             ),
             "decoder output": (
@@ -322,6 +365,28 @@ class Engine:
             missing = sorted(set(names) - set(present))
             if missing:
                 raise ModelLoadError(f"{self._manifest.name}: {what}s {', '.join(missing)} are missing")
+
+
+def _shortlist_of(
+    model_dir: Path,
+    manifest: Manifest,
+    variant: str,
+    wanted: bool | None,
+    providers: list[str],
+    intra_op_threads: int,
+) -> ShortlistProjection | None:
+    """The lexical shortlist to run `variant` with (see Engine.load), or None to score every word."""
+    files = manifest.shortlist
+    usable = files is not None and variant in files.decoders and variant in files.projections
+    if wanted is False or (wanted is None and not (usable and files is not None and files.enabled)):
+        return None
+    if files is None or not usable:
+        has = "no shortlist" if files is None else f"no shortlist graphs for variant {variant!r}"
+        raise ModelLoadError(f"{model_dir} has {has}: add one with python -m model.shortlist")
+    ids = manifest.special_ids
+    shortlist = Shortlist.load(model_dir / files.file, manifest.vocab_size, required=(ids.eos, ids.unk))
+    session = open_session(model_dir / files.projections[variant], providers, intra_op_threads)
+    return ShortlistProjection(shortlist, session)
 
 
 def _trimmed(attention: np.ndarray, target_length: int, source_length: int) -> np.ndarray:
