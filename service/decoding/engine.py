@@ -34,13 +34,23 @@ _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 _global_pool_threads: int | None = None  # intra-op threads of the process-wide pool, once created
 
 
+# What a word outside the shortlist gets: below any log-probability, and distinct for every id. Not -inf: numpy's
+# argpartition, which beam search uses to take each row's best tokens, slows down ~25x on thousands of equal values
+# (measured: 3.8 ms instead of 0.15 ms for 4 rows of 8,000 with 580 candidates). pad and bos stay -inf (forbidden).
+UNSCORED = -1e30
+
+
+def _unscored(vocab_size: int) -> np.ndarray:
+    return (UNSCORED * (1 + np.arange(vocab_size, dtype=np.float64) / vocab_size)).astype(np.float32)
+
+
 class OnnxIncrementalDecoder:
     """The decoder session over one encoded batch, with its key/value cache (rows: sentences x beams).
 
     `rows_per_sentence` is one count for all sentences, or one per sentence (sentences searched with
     different beam sizes share the decoder calls). With `vocabulary` (sorted target ids; the session is a
     shortlist decoder, `projection` its restricted output projection) only those ids are scored; the others
-    get -inf."""
+    get UNSCORED."""
 
     def __init__(
         self,
@@ -54,7 +64,8 @@ class OnnxIncrementalDecoder:
         vocab_size: int = 0,
     ):
         self._session = session
-        self._vocabulary, self._projection, self._vocab_size = vocabulary, projection or {}, vocab_size
+        self._vocabulary, self._projection = vocabulary, projection or {}
+        self._unscored = _unscored(vocab_size) if vocabulary is not None else None
         self._memory = memory  # one row per sentence: name -> (B, H, S, D)
         self._source_mask = source_mask  # (B, S), True on real tokens
         self._sentence = np.repeat(np.arange(len(source_mask)), rows_per_sentence)  # sentence of each row
@@ -89,10 +100,10 @@ class OnnxIncrementalDecoder:
         return self._full_vocabulary(outputs[0]), attention
 
     def _full_vocabulary(self, log_probs: np.ndarray) -> np.ndarray:
-        """Shortlisted log-probabilities (N, V') put at their vocabulary ids (N, V), -inf elsewhere."""
-        if self._vocabulary is None:
+        """Shortlisted log-probabilities (N, V') put at their vocabulary ids (N, V), UNSCORED elsewhere."""
+        if self._vocabulary is None or self._unscored is None:
             return log_probs
-        full = np.full((len(log_probs), self._vocab_size), -np.inf, dtype=log_probs.dtype)
+        full = np.tile(self._unscored, (len(log_probs), 1))
         full[:, self._vocabulary] = log_probs
         return full
 
