@@ -190,3 +190,11 @@ def test_command_refuses_another_language_pair(tiny_model_dir: Path, tmp_path: P
     args = ["--model-dir", str(tiny_model_dir), "--corpus", str(tmp_path), "--pair", "en-de"]
     assert shortlist_main(args) == 2
     assert "does not match the model" in capsys.readouterr().err
+
+
+def test_dropping_a_variant_drops_its_shortlist_graphs(every_word_dir: Path) -> None:
+    manifest = read_manifest(every_word_dir).without_variants(["fp16"])
+    assert manifest.shortlist is not None
+    assert set(manifest.shortlist.decoders) == set(manifest.shortlist.projections) == {"fp32", "int8"}
+    assert not [name for name in manifest.files if "shortlist.fp16" in name]
+    assert {"decoder.shortlist.int8.onnx", "projection.shortlist.int8.onnx", SHORTLIST_FILE} <= set(manifest.files)
