@@ -16,8 +16,12 @@ A model directory:
     decoder.fp16.onnx
     explain.onnx           fp32, optional: source ids (1, S) and decoder input ids (1, T) -> the attention of
                            every layer and head (encoder self, decoder self, cross), for attention_detail
+    shortlist.npz          optional: the lexical shortlist (service/decoding/shortlist.py), and per variant:
+    decoder.shortlist.int8.onnx     the decoder scoring only a batch's candidate words
+    projection.shortlist.int8.onnx  candidate ids -> the output projection restricted to them, fed to that decoder
 
-Only the variants listed in the manifest are present, and explain.onnx only where `explain` names it.
+Only the variants listed in the manifest are present, explain.onnx only where `explain` names it, and the
+shortlist's files only where `shortlist` names them.
 """
 
 from __future__ import annotations
@@ -78,6 +82,18 @@ class AttentionSource:
 
 
 @dataclass(frozen=True)
+class ShortlistFiles:
+    """The lexical shortlist of a directory: its file, each variant's graphs that score only its candidates,
+    whether the engine uses it unless told otherwise, and how it was built and measured."""
+
+    file: str
+    decoders: dict[str, str]  # variant -> decoder over a restricted output projection
+    projections: dict[str, str]  # variant -> graph restricting the output projection to candidate ids
+    enabled: bool = False
+    built: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything the engine needs to know about a model directory, and what a person needs to trust it."""
 
@@ -104,6 +120,7 @@ class Manifest:
     scores: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     explain: str = ""  # the attention-detail graph's file; "" where the directory has none
+    shortlist: ShortlistFiles | None = None
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -118,6 +135,7 @@ class Manifest:
                 "special_ids": SpecialIds(**data["special_ids"]),
                 "attention": AttentionSource(**data["attention"]),
                 "variants": {name: Variant(**v) for name, v in data["variants"].items()},
+                "shortlist": ShortlistFiles(**data["shortlist"]) if data.get("shortlist") else None,
             }
         )
 
@@ -126,11 +144,22 @@ class Manifest:
         dropped = set(names)
         kept = {name: v for name, v in self.variants.items() if name not in dropped}
         gone = {f for name in dropped for f in self.variants[name].files}
+        shortlist = self.shortlist
+        if shortlist is not None:
+            gone |= {
+                f for graphs in (shortlist.decoders, shortlist.projections) for n, f in graphs.items() if n in dropped
+            }
+            shortlist = replace(
+                shortlist,
+                decoders={n: f for n, f in shortlist.decoders.items() if n not in dropped},
+                projections={n: f for n, f in shortlist.projections.items() if n not in dropped},
+            )
         return replace(
             self,
             variants=kept,
             files={f: digest for f, digest in self.files.items() if f not in gone},
             default_variants={p: v for p, v in self.default_variants.items() if v in kept},
+            shortlist=shortlist,
         )
 
     def variant_for(self, provider: str) -> str:
@@ -180,6 +209,9 @@ def _check_listed(manifest: Manifest, path: Path) -> None:
     """The tokenizer and every variant's graphs must be among the hashed files."""
     needed = {manifest.tokenizer} | {f for v in manifest.variants.values() for f in v.files}
     needed |= {manifest.explain} - {""}
+    if manifest.shortlist is not None:
+        shortlist = manifest.shortlist
+        needed |= {shortlist.file, *shortlist.decoders.values(), *shortlist.projections.values()}
     unlisted = sorted(needed - set(manifest.files))
     if unlisted:
         raise ModelLoadError(f"{path} names files without a sha256: {', '.join(unlisted)}")
