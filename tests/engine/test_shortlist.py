@@ -73,7 +73,7 @@ def test_step_scores_only_candidates_at_their_vocabulary_ids(
     """Each candidate's log-probability is the full model's renormalized over the candidates; the others are
     below any log-probability (and distinct)."""
     shortlist, vocab_size = few_words
-    full = Engine.load(few_words_dir, intra_op_threads=1, variant=variant, shortlist=False)
+    full = Engine.load(few_words_dir, intra_op_threads=1, variant=variant, shortlist=False, interface="concat")
     shortlisted = Engine.load(few_words_dir, intra_op_threads=1, variant=variant)
     sources = [shortlisted.source_ids(text) for text in TEXTS[:3]]
     candidates = shortlist.candidates(sources)
