@@ -98,9 +98,9 @@ def timed_engines(model_dir: Path) -> dict[str, tuple[Engine, TimedSession]]:
             loaded = Engine.load(model_dir, intra_op_threads=1, interface=interface)
         except ModelLoadError:  # exported without the in-place step graph
             continue
-        session = TimedSession(loaded._decoder)  # the engine's own session, timed
-        parts = (loaded.manifest, loaded.variant, loaded._encoder, session, loaded._tokenizer)
-        engines[interface] = (Engine(*parts, explainer=None, interface=interface), session)
+        session = TimedSession(loaded._decoders[interface])  # the engine's own session, timed
+        parts = (loaded.manifest, loaded.variant, loaded._encoder, {interface: session}, loaded._tokenizer)
+        engines[interface] = (Engine(*parts, explainer=None), session)
     return engines
 
 

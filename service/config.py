@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     providers: StrList = Field(["CPUExecutionProvider"], description="onnxruntime execution providers, in order")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads, one pool for all models; 0 = automatic")
     decoder_interface: Literal["auto", "inplace", "concat"] = Field(
-        "auto", description="auto: the decoder graph each model's manifest names; inplace or concat: that one for all"
+        "auto",
+        description="auto: where a model has the in-place graph, it for beam search and the concatenating one for"
+        " greedy; inplace or concat: that graph for every search",
     )
     max_batch_size: Positive = Field(32, description="sentences in one model call")
     max_batch_tokens: Positive = Field(4096, description="padded source tokens in one model call")

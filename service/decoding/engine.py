@@ -1,10 +1,12 @@
 """The translation engine: an exported model directory run by onnxruntime, searched by service/decoding/search.py.
 
 The encoder runs once per batch and returns the cross-attention keys/values of every decoder layer; the
-decoder then runs one step per target position. Its interface is the manifest's (`Variant.interface`):
-"inplace" (service/decoding/inplace.py: a preallocated cache written in place, top-k candidates) where the
-variant has the in-place step graph and the provider is the CPU, else "concat" (the cache grows by
-concatenation, every word's log-probability), the fallback every model directory has. All sessions of
+decoder then runs one step per target position, through one of two graphs: "inplace"
+(service/decoding/inplace.py: a preallocated cache written in place, beams reordered by index, top-k
+candidates) or "concat" (the cache grows by concatenation, every word's log-probability), the fallback every
+model directory has. Where the variant has the in-place graph and the provider is the CPU, the engine runs
+"auto": the in-place graph for batches with beam search (measured 1.25x at 32 sentences x beam 4) and the
+concatenating one for greedy batches (in-place measured 0.8-0.9x at 32 greedy sentences, equal at 1). All sessions of
 the process share one global onnxruntime thread pool (separate spinning pools fight over the cores).
 """
 
@@ -32,7 +34,7 @@ from service.types import DecodeOptions, Hypothesis, StageTimings, Translation
 
 __all__ = ["Engine", "ModelLoadError", "OnnxIncrementalDecoder"]
 
-INTERFACES = ("inplace", "concat")
+INTERFACES = ("auto", "inplace", "concat")
 
 log = logging.getLogger(__name__)
 
@@ -141,19 +143,18 @@ class Engine:
         manifest: Manifest,
         variant: str,
         encoder: ort.InferenceSession,
-        decoder: ort.InferenceSession,
+        decoders: dict[str, ort.InferenceSession],
         tokenizer: spm.SentencePieceProcessor,
         explainer: Explainer | None = None,
-        interface: str = "concat",
         io_binding: bool | None = None,
         shortlist: ShortlistProjection | None = None,
     ):
-        """`io_binding`: keep the decoder's caches on the device between steps (IoBoundDecoder); default: on CUDA."""
+        """`decoders`: the decoder session of each interface it runs ("inplace", "concat", or both: "auto").
+        `io_binding`: keep the decoder's caches on the device between steps (IoBoundDecoder); default: on CUDA."""
         self._manifest = manifest
         self._variant = variant
-        self._interface = interface
         self._encoder = encoder
-        self._decoder = decoder
+        self._decoders = decoders
         self._tokenizer = tokenizer
         self._explainer = explainer
         self._io_binding = self.provider == CUDA if io_binding is None else io_binding
@@ -173,7 +174,7 @@ class Engine:
     ) -> Engine:
         """Check a model directory (manifest, sha256 of every file) and open its sessions on `providers`.
 
-        `interface` ("inplace" or "concat") overrides the decoder interface the manifest chooses. `shortlist`:
+        `interface` ("auto", "inplace" or "concat") overrides the decoder graphs chosen from the manifest. `shortlist`:
         score only the lexical shortlist's candidates (True), every word (False), or as the manifest says (None:
         its shortlist where enabled and the variant has a shortlist decoder); the shortlist runs on the
         concatenating graph ("concat")."""
@@ -187,21 +188,22 @@ class Engine:
             raise ModelLoadError(f"{model_dir} has no variant {variant!r} (it has {', '.join(manifest.variants)})")
         files = manifest.variants[variant]
         lexical = _shortlist_of(model_dir, manifest, variant, shortlist, usable, intra_op_threads)
-        preferred = "concat" if lexical or usable[0] != CPU else files.interface
-        interface = _interface(preferred, interface, model_dir, variant)
+        has_step = files.step_decoder and not lexical and usable[0] == CPU
+        interface = _interface("auto" if has_step else "concat", interface, model_dir, variant)
         encoder = open_session(model_dir / files.encoder, usable, intra_op_threads)
-        if lexical and manifest.shortlist:
-            decoder_file = manifest.shortlist.decoders[variant]
-        else:
-            decoder_file = files.step_decoder if interface == "inplace" else files.decoder
-        decoder = open_session(model_dir / decoder_file, usable, intra_op_threads)
+        concat_file = manifest.shortlist.decoders[variant] if lexical and manifest.shortlist else files.decoder
+        decoder_files = {"inplace": files.step_decoder, "concat": concat_file}
+        decoders = {
+            name: open_session(model_dir / decoder_files[name], usable, intra_op_threads)
+            for name in (("inplace", "concat") if interface == "auto" else (interface,))
+        }
         tokenizer = spm.SentencePieceProcessor(model_file=str(model_dir / manifest.tokenizer))
         explainer = (
             Explainer(open_session(model_dir / manifest.explain, usable, intra_op_threads))
             if manifest.explain
             else None
         )
-        engine = cls(manifest, variant, encoder, decoder, tokenizer, explainer, interface, io_binding, lexical)
+        engine = cls(manifest, variant, encoder, decoders, tokenizer, explainer, io_binding, lexical)
         if engine.provider != providers[0]:
             log.warning(
                 "asked for %s but this machine's onnxruntime offers %s: running %s on %s",
@@ -223,8 +225,8 @@ class Engine:
 
     @property
     def interface(self) -> str:
-        """The decoder interface this engine runs: "inplace" or "concat"."""
-        return self._interface
+        """The decoder graphs this engine runs: "inplace", "concat", or "auto" (in-place for beam search)."""
+        return "auto" if len(self._decoders) > 1 else next(iter(self._decoders))
 
     @property
     def shortlisted(self) -> bool:
@@ -234,7 +236,7 @@ class Engine:
     @property
     def provider(self) -> str:
         """The execution provider really running the decoder (after any fallback)."""
-        return str(self._decoder.get_providers()[0])
+        return str(next(iter(self._decoders.values())).get_providers()[0])
 
     @property
     def explains(self) -> bool:
@@ -307,15 +309,15 @@ class Engine:
             ids[row, : len(source)] = source
         names = [o.name for o in self._encoder.get_outputs()]
         memory = dict(zip(names, self._encoder.run(names, {"source_ids": ids}), strict=True))
-        if self._interface == "inplace":
+        if self._runs_inplace(beam_size):
             capacity = int(self.max_lengths([len(s) for s in sources], DEFAULT_OPTIONS).max())
             top_k = min(2 * int(np.max(beam_size)) + NGRAM_MARGIN, self._manifest.vocab_size)
-            return InPlaceDecoder(self._decoder, memory, ids != pad, beam_size, capacity, top_k)
+            return InPlaceDecoder(self._decoders["inplace"], memory, ids != pad, beam_size, capacity, top_k)
         if self._shortlist is not None:
             vocabulary = self._shortlist.candidates(sources)
             projection = self._shortlist.restricted_projection(vocabulary)
             return OnnxIncrementalDecoder(
-                self._decoder,
+                self._decoders["concat"],
                 memory,
                 ids != pad,
                 beam_size,
@@ -325,7 +327,11 @@ class Engine:
                 self._manifest.vocab_size,
             )
         decoder = IoBoundDecoder if self._io_binding else OnnxIncrementalDecoder
-        return decoder(self._decoder, memory, ids != pad, beam_size, return_attention)
+        return decoder(self._decoders["concat"], memory, ids != pad, beam_size, return_attention)
+
+    def _runs_inplace(self, beam_size: int | np.ndarray) -> bool:
+        """Whether a batch with these beam sizes runs the in-place graph ("auto": when it searches with beams)."""
+        return "inplace" in self._decoders and ("concat" not in self._decoders or int(np.max(beam_size)) > 1)
 
     def new_search(self, sources: list[list[int]], options: DecodeOptions) -> StepSearch:
         """The step-wise search of `options` over these sentences (their decoder rows sentence-major)."""
@@ -399,22 +405,23 @@ class Engine:
     def _check_graphs(self) -> None:
         """The graphs must have the inputs and outputs the engine feeds and fetches."""
         caches = [f"{kind}_{i}" for i in range(self._manifest.decoder_layers) for kind in ("key", "value")]
-        inplace = self._interface == "inplace"
-        step_inputs = INPLACE_INPUTS if inplace else ("token", "position", "source_mask")
-        cache = "cache" if inplace else "past"
         wanted = {
             "encoder input": ({"source_ids"}, _input_types(self._encoder)),
             "encoder output": ({f"memory_{c}" for c in caches}, {o.name for o in self._encoder.get_outputs()}),
-            "decoder input": (
-                {*step_inputs, *(f"memory_{c}" for c in caches), *(f"{cache}_{c}" for c in caches)}
-                | (self._shortlist.projection_outputs if self._shortlist is not None else set()),
-                _input_types(self._decoder),
-            ),
-            "decoder output": (
-                {"log_probs", "attention", *(["token_ids"] if inplace else []), *(f"present_{c}" for c in caches)},
-                {o.name for o in self._decoder.get_outputs()},
-            ),
         }
+        for name, decoder in self._decoders.items():
+            inplace = name == "inplace"
+            step_inputs = INPLACE_INPUTS if inplace else ("token", "position", "source_mask")
+            cache = "cache" if inplace else "past"
+            projection = self._shortlist.projection_outputs if self._shortlist is not None and not inplace else set()
+            wanted[f"{name} decoder input"] = (
+                {*step_inputs, *(f"memory_{c}" for c in caches), *(f"{cache}_{c}" for c in caches)} | projection,
+                _input_types(decoder),
+            )
+            wanted[f"{name} decoder output"] = (
+                {"log_probs", "attention", *(["token_ids"] if inplace else []), *(f"present_{c}" for c in caches)},
+                {o.name for o in decoder.get_outputs()},
+            )
         if self._explainer is not None:
             session = self._explainer.session
             wanted["attention-detail graph input"] = (set(EXPLAIN_INPUTS), _input_types(session))
@@ -431,8 +438,10 @@ def _interface(chosen: str, asked: str | None, model_dir: Path, variant: str) ->
         return chosen
     if asked not in INTERFACES:
         raise ValueError(f"decoder interface must be one of {', '.join(INTERFACES)}, not {asked!r}")
-    if asked == "inplace" and chosen != "inplace":
-        raise ModelLoadError(f"{model_dir} variant {variant!r} has no in-place step graph for this provider")
+    if asked != "concat" and chosen == "concat":
+        raise ModelLoadError(
+            f"{model_dir} variant {variant!r} has no in-place step graph for this provider (nor with the shortlist)"
+        )
     return asked
 
 

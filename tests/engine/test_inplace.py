@@ -15,7 +15,7 @@ import torch
 from model.model import Transformer
 from model.reference import TorchIncrementalDecoder
 from model.tokenizer import BOS_ID
-from service.decoding.engine import Engine
+from service.decoding.engine import Engine, OnnxIncrementalDecoder
 from service.decoding.inplace import InPlaceDecoder
 from service.decoding.manifest import ModelLoadError
 from service.decoding.search import Candidates
@@ -28,9 +28,17 @@ def inplace(tiny_model_dir: Path) -> Engine:
     return Engine.load(tiny_model_dir, intra_op_threads=1, variant="fp32", interface="inplace")
 
 
+def test_auto_runs_the_in_place_graph_for_beam_search_and_the_fallback_for_greedy(tiny_model_dir: Path) -> None:
+    auto = Engine.load(tiny_model_dir, intra_op_threads=1, variant="fp32")
+    sources = [[5, 9, 12, 3], [7, 3]]
+    assert isinstance(auto.encode(sources, 1), OnnxIncrementalDecoder)
+    assert isinstance(auto.encode(sources, 4), InPlaceDecoder)
+    assert isinstance(auto.encode(sources, np.array([1, 2])), InPlaceDecoder)  # any beam search in the batch
+
+
 def test_manifest_chooses_the_in_place_graph_and_keeps_the_fallback(tiny_model_dir: Path) -> None:
-    assert Engine.load(tiny_model_dir, intra_op_threads=1, variant="fp32").interface == "inplace"
-    assert Engine.load(tiny_model_dir, intra_op_threads=1).interface == "inplace"  # int8
+    assert Engine.load(tiny_model_dir, intra_op_threads=1, variant="fp32").interface == "auto"
+    assert Engine.load(tiny_model_dir, intra_op_threads=1).interface == "auto"  # int8
     fallback = Engine.load(tiny_model_dir, intra_op_threads=1, interface="concat")
     assert fallback.interface == "concat"
     assert fallback.translate(["cat dog"], DecodeOptions(beam_size=2))[0].best.token_ids
