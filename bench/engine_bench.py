@@ -63,13 +63,18 @@ def onnxruntime_engines(
             engine = Engine.load(model_dir, (provider,), intra_op_threads, variant, interface=interface)
             if engine.provider != provider:
                 raise SystemExit(f"error: onnxruntime could not run {provider} here (see the warning above)")
-
-            def make(beam: int, engine: Engine = engine) -> TranslateBatch:
-                options = DecodeOptions(beam_size=beam)
-                return lambda texts: sum(len(t.best.token_ids) for t in engine.translate(texts, options))
-
-            engines[f"{variant} {interface}"] = make
+            engines[f"{variant} {interface}"] = translator(engine)
     return engines
+
+
+def translator(engine: Engine) -> Callable[[int], TranslateBatch]:
+    """For a beam size, a function translating a batch with `engine` and returning its target tokens."""
+
+    def make(beam: int) -> TranslateBatch:
+        options = DecodeOptions(beam_size=beam)
+        return lambda texts: sum(len(t.best.token_ids) for t in engine.translate(texts, options))
+
+    return make
 
 
 def cpu_variants(model_dir: Path) -> list[str]:

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from bench.engine_bench import TranslateBatch, measure, onnxruntime_engines
+from bench.engine_bench import TranslateBatch, measure, translator
 from bench.load import (
     CORPUS_SENTENCES,
     LevelResult,
@@ -45,7 +45,7 @@ from bench.load import (
 )
 from bench.machine import benchmark_sentences, describe_machine
 from bench.server import ServerProcess
-from service.decoding.engine import CPU
+from service.decoding.engine import CPU, Engine
 from service.decoding.manifest import read_manifest
 
 UNBATCHED = {"MT_MAX_BATCH_SIZE": "1"}
@@ -149,8 +149,8 @@ def measure_offline(plan: Plan, sentences: Sequence[str], batch_size: int) -> Of
     """The engine's sentences/s at `batch_size` over all sentences, and its median time for one sentence over
     the sentences the light-load run sent (after the same warm-up)."""
     model_dir = plan.models_root / plan.model
-    variant = read_manifest(model_dir).variant_for(CPU)  # what the server runs on CPU
-    translate = onnxruntime_engines(model_dir, [variant], plan.intra_op_threads)[variant](1)
+    variant = read_manifest(model_dir).variant_for(CPU)  # what the server runs on CPU, with its decoder graphs
+    translate = translator(Engine.load(model_dir, intra_op_threads=plan.intra_op_threads, variant=variant))(1)
     for sentence in sentences[: plan.warmup]:
         translate([sentence])
     lone = [*sentences[plan.warmup :], *sentences][: plan.light_requests]
