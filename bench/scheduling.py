@@ -2,7 +2,8 @@
 
     python -m bench.scheduling --models-root models --model en-fr --duration 10
 
-For each scheduler (MT_SCHEDULER=batch, then continuous) a fresh service runs these scenarios:
+For each scheduler (MT_SCHEDULER=batch, then continuous once per --interfaces, MT_DECODER_INTERFACE) a fresh
+service runs these scenarios:
 * lone: a one-sentence request on the idle server (median of 5);
 * beside heavy: a one-sentence request while a heavy request (64 long texts, beam 8) runs, and another right
   after cancelling the heavy request;
@@ -37,7 +38,6 @@ from bench.server import ServerProcess
 from service.api.translation.v1 import translation_pb2 as pb
 from service.api.translation.v1 import translation_pb2_grpc as pb_grpc
 
-SCHEDULERS = ("batch", "continuous")
 HEAVY_TEXTS, HEAVY_BEAM = 64, 8
 MIXED_SINGLE_CLIENTS, MIXED_HEAVY_CLIENTS, MIXED_HEAVY_TEXTS, MIXED_HEAVY_BEAM = 64, 4, 8, 4
 SATURATION_CLIENTS = 64
@@ -155,18 +155,22 @@ async def scenarios(address: str, model: str, texts: Texts, duration: float) -> 
     return results
 
 
-def run(models_root: Path, model: str, texts: Texts, duration: float, env: dict[str, str]) -> dict[str, dict]:
+def run(
+    models_root: Path, model: str, texts: Texts, duration: float, env: dict[str, str], interfaces: list[str]
+) -> dict[str, dict]:
     results = {}
-    for scheduler in SCHEDULERS:
+    configurations = [("batch", "auto"), *(("continuous", interface) for interface in interfaces)]
+    for scheduler, interface in configurations:
+        name = scheduler if len(interfaces) == 1 else f"{scheduler}, {interface}"
         settings = {"MT_SCHEDULER": scheduler, "MT_DEFAULT_MODEL": model, "MT_GRACE_PERIOD_S": str(GRACE_PERIOD_S)}
-        server = ServerProcess(models_root, {**settings, **env})
+        server = ServerProcess(models_root, {**settings, **env, "MT_DECODER_INTERFACE": interface})
         server.start()
         try:
-            results[scheduler] = asyncio.run(scenarios(server.address, model, texts, duration))
-            results[scheduler] |= asyncio.run(sigterm(server, texts))
+            results[name] = asyncio.run(scenarios(server.address, model, texts, duration))
+            results[name] |= asyncio.run(sigterm(server, texts))
         finally:
             server.stop()
-        print(f"{scheduler}: {json.dumps(results[scheduler])}", file=sys.stderr)
+        print(f"{name}: {json.dumps(results[name])}", file=sys.stderr)
     return results
 
 
@@ -209,11 +213,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--intra-op-threads", type=int, default=1)
     parser.add_argument("--workers", type=int, default=0, help="MT_WORKERS of the continuous scheduler")
     parser.add_argument("--checkpoint", type=Path, help="the model's weights, for the CTranslate2 saturation row")
+    parser.add_argument(
+        "--interfaces", default="auto", help="MT_DECODER_INTERFACE values of the continuous scheduler, comma-separated"
+    )
     args = parser.parse_args(argv)
     sentences = benchmark_sentences(args.models_root / args.model, args.text_file, 1000)
     texts = Texts(singles=sentences, long=sorted(sentences, key=len, reverse=True)[:HEAVY_TEXTS])
     env = {"MT_INTRA_OP_THREADS": str(args.intra_op_threads), "MT_WORKERS": str(args.workers)}
-    results = run(args.models_root, args.model, texts, args.duration, env)
+    results = run(args.models_root, args.model, texts, args.duration, env, args.interfaces.split(","))
     if args.checkpoint:
         with tempfile.TemporaryDirectory() as workdir:
             results["CTranslate2 offline"] = ctranslate2_saturation(args.checkpoint, texts.singles, Path(workdir))

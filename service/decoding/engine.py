@@ -28,7 +28,14 @@ from service.attention.detail import AttentionDetail, Explainer
 from service.decoding.inplace import NGRAM_MARGIN, InPlaceDecoder
 from service.decoding.iobinding import CUDA, IoBoundDecoder, load_cuda_libraries
 from service.decoding.manifest import Manifest, ModelLoadError, read_manifest
-from service.decoding.search import BeamSearch, GreedySearch, IncrementalDecoder, SearchResult, StepSearch, run_search
+from service.decoding.search import (
+    BeamSearch,
+    GreedySearch,
+    OnePositionForAllRows,
+    SearchResult,
+    StepSearch,
+    run_search,
+)
 from service.decoding.shortlist import Shortlist, ShortlistProjection
 from service.types import DecodeOptions, Hypothesis, StageTimings, Translation
 
@@ -64,7 +71,7 @@ def _unscored(vocab_size: int) -> np.ndarray:
     return (UNSCORED * (1 + np.arange(vocab_size, dtype=np.float64) / vocab_size)).astype(np.float32)
 
 
-class OnnxIncrementalDecoder:
+class OnnxIncrementalDecoder(OnePositionForAllRows):
     """The decoder session over one encoded batch, with its key/value cache (rows: sentences x beams).
 
     `rows_per_sentence` is one count for all sentences, or one per sentence (sentences searched with
@@ -299,7 +306,7 @@ class Engine:
 
     def encode(
         self, sources: Sequence[Sequence[int]], beam_size: int | np.ndarray = 1, return_attention: bool = False
-    ) -> IncrementalDecoder:
+    ) -> OnnxIncrementalDecoder | IoBoundDecoder | InPlaceDecoder:
         """Run the encoder on token-id sequences (each ending with eos) and return the decoder over them,
         with `beam_size` rows per sentence, or one count per sentence (the encoder runs once per sentence,
         not per beam)."""

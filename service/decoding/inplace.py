@@ -12,15 +12,16 @@ cache. The buffer layout, and how a scheduler uses it:
   (B, W, capacity), which names for every slot the beam whose keys/values a row reads; the cache is not
   touched. Sentences leaving compact the buffer (their survivors' rows copied forward, up to the write
   slot): once per finished sentence, not once per step.
-* **Joining at another step**: each row has its own position (`positions`, fed to the sinusoidal table)
-  and its own cache mask (`mask`, 1 on the slots it owns). A sentence that joins a running buffer at write
-  slot t gets rows whose mask is 0 before t and position 0 at t (`step_rows` feeds each row at its own
-  position); it then shares every later call with the rows already there. The scheduler
-  (service/scheduling) joins sentences in cohorts today, each cohort a buffer of its own: merging cohorts
-  into one buffer needs only rows appended with such a mask (and the source keys/values padded to the
-  longer source), no change to the graph.
-* **Capacity** starts at the longest output the sentences may have by default and doubles (one copy) when
-  the write slot reaches it.
+* **Joining at another step**: each row has its own position (fed to the sinusoidal table) and its own
+  cache mask (`mask`, 1 on the slots it owns). `absorb` appends a freshly encoded decoder's sentences to a
+  running buffer at write slot t: their rows' mask is 0 before t, their position starts at 0 (they are
+  `behind` the buffer's first rows by the steps they missed), their source keys/values are padded to the
+  longer source. They then share every later call with the rows already there (the scheduler's merged
+  cohorts, service/scheduling/cohort.py).
+* **Capacity** starts at the longest output the sentences may have by default. Slots before every row's
+  first owned slot are dead: once they are half of the written ones, the buffer shifts left over them (one
+  copy), so a buffer that sentences keep joining neither grows without end nor attends over dead slots.
+  When the write slot reaches the capacity with fewer dead slots, the capacity doubles (one copy).
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ NGRAM_MARGIN = 8  # candidates per row beyond 2 x beams, for the ones the repeat
 
 
 class InPlaceDecoder:
-    """The "inplace" decoder session over one encoded batch, with its preallocated cache (see the module docstring)."""
+    """The "inplace" decoder session over one encoded batch, with its preallocated cache (see the module docstring).
+
+    Every array with a row (or sentence) axis is storage with room for more rows than are live; the session
+    is bound to views of the live ones, so rows that join are written into the room and need no copy of the
+    rows already there."""
 
     def __init__(
         self,
@@ -52,13 +57,14 @@ class InPlaceDecoder:
             rows_of = np.repeat(np.arange(len(source_mask)), counts)
             memory, source_mask = {n: m[rows_of] for n, m in memory.items()}, source_mask[rows_of]
         self._memory, self._source_mask = memory, source_mask
+        self._sentences = len(source_mask)
         _, heads, _, head_size = next(iter(memory.values())).shape
-        rows = len(source_mask) * self._width
+        rows = self._sentences * self._width
         names = [i.name for i in session.get_inputs() if i.name.startswith(("cache_key_", "cache_value_"))]
         self._caches = {n: np.zeros((rows, heads, capacity, head_size), np.float32) for n in names}
-        self.mask = np.ones((rows, capacity), np.int32)
-        self._indirection = _own_beams(len(source_mask), self._width, capacity)
-        self.positions = np.zeros(rows, np.int64)
+        self._mask = np.ones((rows, capacity), np.int32)
+        self._indirection = _own_beams(self._sentences, self._width, capacity)
+        self._behind = np.zeros(rows, np.int64)  # steps of the buffer each row missed before it joined
         self._slot = 0
         self._slot_input = np.zeros(1, np.int32)
         self._top_k = np.array([top_k], np.int64)
@@ -67,30 +73,36 @@ class InPlaceDecoder:
 
     @property
     def rows(self) -> int:
-        return len(self.positions)
+        return len(self._behind)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The live rows' cache mask (rows, capacity): 1 on the slots a row owns."""
+        return self._mask[: self.rows]
 
     def _bind_rows(self) -> None:
         """Bind every input and output to arrays of this object, once per change of rows: a step then only
         writes its tokens and slot into them (the caches are input and output at once: one buffer)."""
-        binding, rows = self._binding, self.rows
+        binding, rows, sentences = self._binding, self.rows, self._sentences
         binding.clear_binding_inputs()
         binding.clear_binding_outputs()
         self._tokens = np.zeros(rows, np.int64)
+        self._positions = np.zeros(rows, np.int64)
         self._outputs: dict[str, np.ndarray] = {
             "token_ids": np.zeros((rows, int(self._top_k[0])), np.int64),
             "log_probs": np.zeros((rows, int(self._top_k[0])), np.float32),
             "attention": np.zeros((rows, self._source_mask.shape[1]), np.float32),
         }
         inputs = {
-            **self._memory,
-            "source_mask": self._source_mask,
+            **{name: memory[:sentences] for name, memory in self._memory.items()},
+            "source_mask": self._source_mask[:sentences],
             "beam_width": np.array([self._width], np.int32),
             "top_k": self._top_k,
             "token": self._tokens,
-            "position": self.positions,
+            "position": self._positions,
             "past_sequence_length": self._slot_input,
-            "self_mask": self.mask,
-            "cache_indirection": self._indirection,
+            "self_mask": self._mask[:rows],
+            "cache_indirection": self._indirection[:sentences],
         }
         self._bound = [ort.OrtValue.ortvalue_from_numpy(a) for a in (*inputs.values(), *self._outputs.values())]
         for name, value in zip([*inputs, *self._outputs], self._bound, strict=True):
@@ -99,28 +111,52 @@ class InPlaceDecoder:
             else:
                 binding.bind_ortvalue_input(name, value)
         for name, cache in self._caches.items():
-            value = ort.OrtValue.ortvalue_from_numpy(cache)
+            value = ort.OrtValue.ortvalue_from_numpy(cache[:rows])
             self._bound.append(value)
             binding.bind_ortvalue_input(name, value)
             binding.bind_ortvalue_output(name.replace("cache_", "present_"), value)
 
     def step(self, tokens: np.ndarray, position: int) -> tuple[Candidates, np.ndarray]:
-        """Feed one token per row; every row is at `position` (rows of one cohort). Returns each row's top-k
-        candidates and its cross-attention (rows, S)."""
-        self.positions.fill(position)
-        return self.step_rows(tokens)
-
-    def step_rows(self, tokens: np.ndarray) -> tuple[Candidates, np.ndarray]:
-        """Feed one token per row at each row's own position (`positions`), written at the shared slot."""
-        if self._slot == self.mask.shape[1]:
-            self._grow()
+        """Feed one token per row; `position` is that of the buffer's first rows, rows that joined later are
+        behind it. Returns each row's top-k candidates and its cross-attention (rows, S)."""
+        self._make_room()
         self._tokens[:] = tokens
+        np.subtract(position, self._behind, out=self._positions)
         self._slot_input[0] = self._slot
         self._session.run_with_iobinding(self._binding)
         self._slot += 1
-        self.positions += 1
         outputs = self._outputs  # written again by the next step: copies
         return Candidates(outputs["token_ids"].copy(), outputs["log_probs"].copy()), outputs["attention"].copy()
+
+    def absorb(self, other: object, position: int) -> bool:
+        """Append `other`'s sentences (an in-place decoder of the same session, not stepped yet) as rows that
+        join at the next step, `position` being this buffer's; False (nothing changes) when their beams per
+        sentence differ."""
+        if not isinstance(other, InPlaceDecoder) or other._session is not self._session:
+            return False
+        if other._width != self._width or other._slot:
+            return False
+        rows, sentences = (
+            slice(self.rows, self.rows + other.rows),
+            slice(self._sentences, self._sentences + other._sentences),
+        )
+        source_length = max(self._source_mask.shape[1], other._source_mask.shape[1])
+        for name, memory in self._memory.items():
+            self._memory[name] = _with_room(_padded(memory, source_length), sentences.stop, sentences.start)
+            self._memory[name][sentences] = _padded(other._memory[name][: other._sentences], source_length)
+        self._source_mask = _with_room(_padded(self._source_mask, source_length), sentences.stop, sentences.start)
+        self._source_mask[sentences] = _padded(other._source_mask[: other._sentences], source_length)
+        self._caches = {n: _with_room(c, rows.stop, rows.start) for n, c in self._caches.items()}  # rows: masked
+        self._mask = _with_room(self._mask, rows.stop, rows.start)
+        self._mask[rows, : self._slot] = 0
+        self._mask[rows, self._slot :] = 1
+        self._indirection = _with_room(self._indirection, sentences.stop, sentences.start)
+        self._indirection[sentences] = np.arange(self._width, dtype=np.int32)[None, :, None]
+        self._behind = np.concatenate([self._behind, np.full(other.rows, position, np.int64)])
+        self._sentences = sentences.stop
+        self._top_k = np.maximum(self._top_k, other._top_k)
+        self._bind_rows()
+        return True
 
     def select(self, rows: np.ndarray) -> None:
         """Keep these rows in this order: beams of a sentence reorder by index, leaving sentences compact."""
@@ -128,33 +164,36 @@ class InPlaceDecoder:
         width = self._width
         if len(rows) == self.rows and (rows == np.arange(self.rows)).all():
             return
-        positions = self.positions[rows]
+        self._behind = self._behind[rows]
         blocks = rows.reshape(-1, width) if len(rows) % width == 0 else None
         if blocks is None or not (blocks // width == blocks[:, :1] // width).all():
-            self.positions = positions
             self._gather_rows(rows)
             return
         sentences = blocks[:, 0] // width
-        if np.array_equal(sentences, np.arange(len(self._source_mask))):
-            self.positions[:] = positions  # bound: written in place
-        else:
-            self.positions = positions
+        if not np.array_equal(sentences, np.arange(self._sentences)):
             self._keep_sentences(sentences)
         beams = (blocks % width).astype(np.intp)
-        past = self._indirection[:, :, : self._slot]
-        self._indirection[:, :, : self._slot] = np.take_along_axis(past, beams[:, :, None], axis=1)
+        past = self._indirection[: self._sentences, :, : self._slot]
+        self._indirection[: self._sentences, :, : self._slot] = np.take_along_axis(past, beams[:, :, None], axis=1)
 
     def _keep_sentences(self, sentences: np.ndarray) -> None:
-        """Compact the buffer to these sentences (all their rows, in their physical order)."""
-        physical = (sentences[:, None] * self._width + np.arange(self._width)).reshape(-1)
-        slot, n = self._slot, len(physical)
+        """Compact the buffer to these sentences (all their rows, in their physical order): the sentences from
+        the first one that moves are copied forward."""
+        moved = int(np.argmax(sentences != np.arange(len(sentences)))) if len(sentences) else 0
+        if len(sentences) and sentences[moved] == moved:  # only sentences at the end left
+            moved = len(sentences)
+        kept, width, slot = sentences[moved:], self._width, self._slot
+        physical = (kept[:, None] * width + np.arange(width)).reshape(-1)
+        to = slice(moved * width, len(sentences) * width)
         for cache in self._caches.values():
-            cache[:n, :, :slot] = cache[physical, :, :slot]
-        self._caches = {name: cache[:n] for name, cache in self._caches.items()}
-        self.mask = self.mask[physical]
-        self._indirection = self._indirection[sentences]
-        self._memory = {name: m[sentences] for name, m in self._memory.items()}
-        self._source_mask = self._source_mask[sentences]
+            cache[to, :, :slot] = cache[physical, :, :slot]
+        self._mask[to] = self._mask[physical]
+        to_sentences = slice(moved, len(sentences))
+        self._indirection[to_sentences] = self._indirection[kept]
+        for memory in self._memory.values():
+            memory[to_sentences] = memory[kept]
+        self._source_mask[to_sentences] = self._source_mask[kept]
+        self._sentences = len(sentences)
         self._bind_rows()
 
     def _gather_rows(self, rows: np.ndarray) -> None:
@@ -164,26 +203,48 @@ class InPlaceDecoder:
         sentence, beam = rows // width, rows % width
         physical = sentence[:, None] * width + self._indirection[sentence, beam, :slot]  # (rows, slot)
         steps = np.arange(slot)[None, :]
-        capacity = self.mask.shape[1]
+        capacity = self._mask.shape[1]
         for name, cache in self._caches.items():
             fresh = np.zeros((len(rows), *cache.shape[1:]), np.float32)
             fresh[:, :, :slot] = cache[physical, :, steps].transpose(0, 2, 1, 3)
             self._caches[name] = fresh
-        self.mask = self.mask[rows]
+        self._mask = self._mask[rows]
         self._width = 1
         self._indirection = np.zeros((len(rows), 1, capacity), np.int32)
         self._memory = {name: m[sentence] for name, m in self._memory.items()}
         self._source_mask = self._source_mask[sentence]
+        self._sentences = len(rows)
         self._bind_rows()
+
+    def _make_room(self) -> None:
+        """Before a step: shift over the dead slots once they are half of the written ones, and double the
+        capacity when the write slot reaches it (see the module docstring)."""
+        slot, capacity = self._slot, self._mask.shape[1]
+        dead = int(self.mask[:, : slot + 1].argmax(axis=1).min()) if slot else 0  # every row owns the write slot
+        if dead and (2 * dead >= slot or slot == capacity):
+            self._shift(dead)
+        elif slot == capacity:
+            self._grow()
+
+    def _shift(self, dead: int) -> None:
+        """Move the written slots after the first `dead` ones to the front, in the bound arrays."""
+        rows, sentences, written = self.rows, self._sentences, self._slot - dead
+        for cache in self._caches.values():
+            cache[:rows, :, :written] = cache[:rows, :, dead : self._slot]
+        self._mask[:rows, :written] = self._mask[:rows, dead : self._slot]
+        self._mask[:rows, written:] = 1
+        self._indirection[:sentences, :, :written] = self._indirection[:sentences, :, dead : self._slot]
+        self._indirection[:sentences, :, written:] = np.arange(self._width, dtype=np.int32)[None, :, None]
+        self._slot = written
 
     def _grow(self) -> None:
         """Double the capacity (one copy of the caches, the masks and the indirection)."""
-        capacity = 2 * self.mask.shape[1]
+        capacity = 2 * self._mask.shape[1]
         for name, cache in self._caches.items():
             grown = np.zeros((*cache.shape[:2], capacity, cache.shape[3]), np.float32)
             grown[:, :, : self._slot] = cache[:, :, : self._slot]
             self._caches[name] = grown
-        self.mask = np.pad(self.mask, ((0, 0), (0, capacity - self.mask.shape[1])), constant_values=1)
+        self._mask = np.pad(self._mask, ((0, 0), (0, capacity - self._mask.shape[1])), constant_values=1)
         sentences, extra = len(self._indirection), capacity - self._indirection.shape[2]
         self._indirection = np.concatenate([self._indirection, _own_beams(sentences, self._width, extra)], axis=2)
         self._bind_rows()
@@ -192,3 +253,23 @@ class InPlaceDecoder:
 def _own_beams(sentences: int, width: int, slots: int) -> np.ndarray:
     """A cache indirection where every row reads its own keys/values: (sentences, width, slots)."""
     return np.tile(np.arange(width, dtype=np.int32)[None, :, None], (sentences, 1, slots))
+
+
+def _with_room(storage: np.ndarray, needed: int, used: int) -> np.ndarray:
+    """`storage` if it has `needed` rows (its first axis), else a copy of its `used` rows with room for twice as
+    many."""
+    if needed <= len(storage):
+        return storage
+    grown = np.zeros((max(needed, 2 * len(storage)), *storage.shape[1:]), storage.dtype)
+    grown[:used] = storage[:used]
+    return grown
+
+
+def _padded(source: np.ndarray, length: int) -> np.ndarray:
+    """Source keys/values (B, H, S, D) or a source mask (B, S) with zeros (masked) up to `length` positions."""
+    axis = 2 if source.ndim == 4 else 1
+    if source.shape[axis] == length:
+        return source
+    padding = [(0, 0)] * source.ndim
+    padding[axis] = (0, length - source.shape[axis])
+    return np.pad(source, padding)

@@ -16,6 +16,8 @@ from typing import TypeAlias
 import numpy as np
 import onnxruntime as ort
 
+from service.decoding.search import OnePositionForAllRows
+
 CUDA = "CUDAExecutionProvider"
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -37,7 +39,7 @@ def session_device(session: ort.InferenceSession) -> tuple[str, int]:
     return "cpu", 0
 
 
-class IoBoundDecoder:
+class IoBoundDecoder(OnePositionForAllRows):
     """The decoder session over one encoded batch, its caches bound on the session's device (rows: sentences x
     beams); the same interface and results as engine.OnnxIncrementalDecoder."""
 

@@ -48,6 +48,14 @@ class IncrementalDecoder(Protocol):
         ...
 
 
+class OnePositionForAllRows:
+    """A decoder whose graph takes one position for all its rows: rows that start later cannot join its calls."""
+
+    def absorb(self, other: object, position: int) -> bool:
+        """Never (see service/scheduling/cohort.py's RowCache)."""
+        return False
+
+
 @dataclass
 class SearchResult:
     """One finished hypothesis: target ids without bos/eos, its normalized score, and optional attention."""

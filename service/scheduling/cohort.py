@@ -1,23 +1,20 @@
-"""A cohort: sentences that joined the decode together and step together, one decoder call per step.
+"""A cohort: sentences that decode together, one decoder call per step.
 
-The cache design. The bundled decoder graphs take one scalar `position` for all rows and let the new token
-attend to every cached self-attention position (there is no mask input for the self-attention cache). So
-rows at different positions cannot share a call without a re-export (a per-row position and a per-row
-self-attention mask over a left-aligned cache), and there is no checkpoint here to re-export the bundled
-models. Rows are therefore grouped by position: a cohort is the set of rows that joined at the same step.
-Between steps its rows leave (finished, cancelled or expired sentences, dropped beams) and are reordered
-(beams) through `RowCache.select`; sentences join by forming a new cohort (encoded, their cross-attention
-keys/values and an empty self-attention cache together). The scheduler interleaves the steps of all
-cohorts of a model, so a new sentence starts at the next step of any worker, not after a running batch.
+The cache design. Sentences that join at the same step are encoded together into a new cohort (their
+cross-attention keys/values and an empty self-attention cache). Between steps its rows leave (finished,
+cancelled or expired sentences, dropped beams) and are reordered (beams) through `RowCache.select`.
 
-`RowCache` is the one interface the scheduler needs from a cache; the in-place cache of a re-exported model
-(service/decoding/inplace.py) implements it too, one buffer per cohort. Its graph takes a position and a cache
-mask per row, so cohorts could merge into one buffer (that module's docstring says how); they do not yet.
+Cohorts merge where the cache allows it: the in-place cache (service/decoding/inplace.py) gives every row
+its own position and cache mask, so a new cohort's rows are appended to a running one's buffer (`absorb`)
+and step with it from then on: one decoder call per step for all of them. The concatenating graph takes one
+position for all rows, and the in-place buffer one beam width: cohorts that cannot merge keep their own
+buffers, and the scheduler interleaves their steps.
 
 Within a cohort, sentences with different decode options share every decoder call: each row's step is
-independent of the other rows, so each group of equal options is searched by its own rule on its own
-contiguous block of rows. Only the source padding is shared (the memory is padded to the longest source
-of the cohort and masked), which leaves fp32 results as they are alone.
+independent of the other rows, so each group of sentences that joined together with equal options is
+searched by its own rule on its own contiguous block of rows. Only the source padding is shared (the
+memory is padded to the longest source of the cohort and masked), which leaves fp32 results as they are
+alone.
 """
 
 from __future__ import annotations
@@ -30,20 +27,16 @@ from typing import Protocol
 
 import numpy as np
 
-from service.decoding.search import SearchResult, StepScores, StepSearch
+from service.decoding.search import IncrementalDecoder, SearchResult, StepSearch
 from service.types import DecodeOptions, StageTimings, Translation
 
 
-class RowCache(Protocol):
+class RowCache(IncrementalDecoder, Protocol):
     """A decoder's key/value cache over rows (sentences x beams), stepped one position at a time."""
 
-    def step(self, tokens: np.ndarray, position: int) -> tuple[StepScores, np.ndarray | None]:
-        """Feed one token per row at `position`; log-probabilities (rows, V) or top candidates, and
-        cross-attention or None."""
-        ...
-
-    def select(self, rows: np.ndarray) -> None:
-        """Keep these rows, in this order: rows leave (finished, cancelled) and beams are reordered."""
+    def absorb(self, other: object, position: int) -> bool:
+        """Append `other`'s rows (not stepped yet) to join at `position` of this cache; False (nothing
+        changes) when they cannot share its calls."""
         ...
 
 
@@ -84,12 +77,15 @@ class Sentence:
 
 @dataclass
 class _Group:
-    """The sentences of one decode option in a cohort, searched together on a contiguous block of rows."""
+    """Sentences of one decode option that joined together, searched together on a contiguous block of rows."""
 
     options: DecodeOptions
     sentences: list[Sentence]
     search: StepSearch
     live: set[int]  # indices of the sentences still searching
+    source_width: int  # source positions of the attention rows it was encoded with
+    encode_s: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
 
 
 class Cohort:
@@ -104,19 +100,36 @@ class Cohort:
             np.array([s.rows for s in ordered]),
             any(s.options.return_attention for s in ordered),
         )
+        width = max(len(s.source) for s in ordered)
         groups = [list(g) for _, g in groupby(ordered, key=lambda s: _option_key(s.options))]
         self._groups = [
-            _Group(g[0].options, g, backend.new_search([s.source for s in g], g[0].options), set(range(len(g))))
+            _Group(g[0].options, g, backend.new_search([s.source for s in g], g[0].options), set(range(len(g))), width)
             for g in groups
         ]
         self.position = 0
         self.start_rows = self.rows
-        self.encode_s = time.perf_counter() - started
-        self._started = time.perf_counter()
+        self.alone = False  # set when it could not merge into another cohort: it steps by itself
+        encode_s = time.perf_counter() - started
+        for group in self._groups:
+            group.encode_s = encode_s
 
     @property
     def rows(self) -> int:
         return sum(g.search.rows for g in self._groups)
+
+    @property
+    def fresh(self) -> bool:
+        """Encoded, not stepped yet: its rows may join another cohort."""
+        return self.position == 0
+
+    def absorb(self, other: Cohort) -> bool:
+        """Takes a fresh cohort's sentences into this one, to step with it from now on; False if the caches
+        cannot merge (the other then stays a cohort of its own)."""
+        if not other.fresh or not self._cache.absorb(other._cache, self.position):
+            return False
+        self._groups.extend(other._groups)
+        self.start_rows += other.start_rows
+        return True
 
     def sentences(self) -> list[Sentence]:
         """The sentences still searching."""
@@ -152,22 +165,23 @@ class Cohort:
         for group in self._groups:
             rows = group.search.rows
             block = slice(offset, offset + rows)
-            outcome = group.search.advance(log_probs[block], None if cross is None else cross[block])
+            attention = None if cross is None else cross[block, : group.source_width]
+            outcome = group.search.advance(log_probs[block], attention)
             changed |= outcome.rows is not None
             blocks.append(offset + (np.arange(rows) if outcome.rows is None else outcome.rows))
             offset += rows
             for i, found in outcome.finished.items():
                 group.live.discard(i)
-                finished.append((group.sentences[i], self._translation(group.sentences[i], found)))
+                finished.append((group.sentences[i], self._translation(group, group.sentences[i], found)))
         if changed and self.rows:
             self._cache.select(np.concatenate(blocks))
         self._groups = [g for g in self._groups if g.search.rows]
         return finished
 
-    def _translation(self, sentence: Sentence, found: list[SearchResult]) -> Translation:
+    def _translation(self, group: _Group, sentence: Sentence, found: list[SearchResult]) -> Translation:
         translation = self._backend.translation(sentence.source, found, sentence.options)
-        decode = time.perf_counter() - self._started
-        translation.timings = StageTimings(tokenize=sentence.tokenize_s, encode=self.encode_s, decode=decode)
+        decode = time.perf_counter() - group.started
+        translation.timings = StageTimings(tokenize=sentence.tokenize_s, encode=group.encode_s, decode=decode)
         return translation
 
 

@@ -14,9 +14,11 @@ A worker repeatedly takes one task under the model's lock and runs it outside th
   idle model, and under load once the joining sentences fill a cohort or the oldest has waited
   `max_queue_delay`; while all cohort slots are taken, waiting sentences gather and join together.
 * **Step**: one decoder call of the cohort that waited longest for its turn (round robin). Before the
-  call, the rows of cancelled and expired requests leave; after it, finished sentences leave and their
-  results go to their requests at once. Each join (encoder call) and step counts as one model call in
-  mt_batch_inference_seconds, so its rate of sums stays the model's busy time.
+  call, cohorts that joined and have not stepped yet merge into it where the caches allow (cohort.py; a
+  fresh cohort whose turn comes first joins a running one), and the rows of cancelled and expired
+  requests leave; after it, finished sentences leave and their results go to their requests at once.
+  Each join (encoder call) and step counts as one model call in mt_batch_inference_seconds, so its rate
+  of sums stays the model's busy time.
 
 So a new sentence waits for one step of each running cohort, never for a whole batch, and a cancelled
 request's rows leave at its cohort's next step. Work is refused before it starts when it exceeds the
@@ -220,14 +222,28 @@ class ModelScheduler:
         if self._stopped:
             return None
         self._drop_gone_waiting()
-        joining = self._joining()
-        if joining:
-            return lambda: self._join(joining)
+        sentences = self._joining()
+        if sentences:
+            return lambda: self._join(sentences)
         if self._ready:
-            cohort = self._ready.popleft()
-            self._stepping[cohort] = cohort.sentences()
-            return lambda: self._step(cohort)
+            cohort, merging = self._next_step()
+            self._stepping[cohort] = [s for c in (cohort, *merging) for s in c.sentences()]
+            return lambda: self._step(cohort, merging)
         return None
+
+    def _next_step(self) -> tuple[Cohort, list[Cohort]]:
+        """The cohort whose turn it is (a running one instead, if the turn is a fresh cohort's) and the fresh
+        cohorts that may merge into it before its step; taken out of the ready ones, under the lock."""
+        cohort = self._ready.popleft()
+        if cohort.fresh and not cohort.alone:
+            host = next((c for c in self._ready if not c.fresh), None)
+            if host is not None:
+                self._ready.remove(host)
+                self._ready.appendleft(cohort)  # it joins the host
+                cohort = host
+        merging = [c for c in self._ready if c.fresh and not c.alone]
+        self._ready = deque(c for c in self._ready if c not in merging)
+        return cohort, merging
 
     def _hold_s(self) -> float | None:
         """How long an idle worker may sleep: until the oldest waiting sentence is due to join, else until
@@ -304,11 +320,15 @@ class ModelScheduler:
             else:
                 self._ready.appendleft(cohort)
 
-    def _step(self, cohort: Cohort) -> None:
-        """One step of `cohort`: gone rows leave, one decoder call, finished sentences leave with results."""
-        members = self._stepping[cohort]
+    def _step(self, cohort: Cohort, merging: list[Cohort]) -> None:
+        """One step of `cohort`: fresh cohorts merge into it, gone rows leave, one decoder call, finished
+        sentences leave with results."""
+        members, refused = self._stepping[cohort], []
         try:
             started = time.perf_counter()
+            refused = [c for c in merging if not cohort.absorb(c)]  # these step by themselves, next
+            for alone in refused:
+                alone.alone = True
             dropped = cohort.drop_gone()
             finished = cohort.step() if cohort.rows else []
             seconds = time.perf_counter() - started
@@ -332,9 +352,11 @@ class ModelScheduler:
                 self._leave([sentence], "expired" if expired else "cancelled", error)
             self._leave([s for s, _ in finished], "finished", None)
             if self._stopped:
-                self._leave(cohort.sentences(), "stopped", Draining(STOPPED))
-            if cohort.rows and not self._stopped:
+                self._leave([s for c in (cohort, *refused) for s in c.sentences()], "stopped", Draining(STOPPED))
+                return
+            if cohort.rows:
                 self._ready.append(cohort)
+            self._ready.extendleft(refused)
 
     def _leave(self, sentences: Sequence[Sentence], reason: str, error: BaseException | None) -> None:
         """Sentences leave their cohort (their rows are free); `error` fails their requests; under the lock."""

@@ -1,5 +1,5 @@
 """The in-place decoder (service/decoding/inplace.py) against the PyTorch model: beams reordered by cache
-indirection, sentences leaving, any row selection, capacity growth, rows that join at a later write slot;
+indirection, sentences leaving, any row selection, capacity growth, sentences that join a running buffer;
 and the fallback graph beside it."""
 
 from __future__ import annotations
@@ -96,31 +96,55 @@ def test_beams_reorder_leave_and_regroup_like_pytorch(
     assert decoder.mask.shape[1] > first_capacity
 
 
-def test_rows_joining_at_a_later_slot_decode_as_alone(
-    inplace: Engine, torch_model: Transformer, tokenizer: spm.SentencePieceProcessor
+@pytest.mark.parametrize("width", [1, 2])
+def test_sentences_absorbed_at_later_steps_decode_as_alone(
+    inplace: Engine, torch_model: Transformer, tokenizer: spm.SentencePieceProcessor, width: int
 ) -> None:
-    """A row whose cache mask is 0 before the slot where it joined, and whose position starts there at 0,
-    gets the log-probabilities and attention it gets alone: the shared-buffer design of the scheduler."""
-    sources = source_ids(tokenizer, random_texts(tokenizer, 2, seed=31))
-    decoder = inplace.encode(sources, 1, return_attention=True)
+    """Sentences appended to a running buffer (`absorb`) every few steps, while the oldest leave and beams
+    reorder, each get the log-probabilities and attention they get alone: the scheduler's merged cohorts. The
+    buffer shifts over the slots no row owns any more instead of growing."""
+    sources = source_ids(tokenizer, random_texts(tokenizer, 12, seed=31))
+    decoder = inplace.encode(sources[:1], width, return_attention=True)
     assert isinstance(decoder, InPlaceDecoder)
-    alone = TorchIncrementalDecoder(torch_model, padded(sources[1:]))
-    rng = np.random.default_rng(3)
-    joined_at = 3
-    tokens = np.full(2, BOS_ID)
-    for _ in range(joined_at):  # row 1 does not exist yet: whatever it computes is masked away later
-        decoder.step_rows(tokens)
-        tokens = rng.integers(4, tokenizer.get_piece_size(), 2)
-    decoder.mask[1, :joined_at] = 0
-    decoder.positions[1] = 0
-    tokens[1] = BOS_ID
-    for position in range(6):
-        step, attention = decoder.step_rows(tokens)
-        expected, expected_attention = alone.step(tokens[1:], position)
-        assert decoder.positions[0] == joined_at + position + 1
-        assert_step_matches(Candidates(step.ids[1:], step.log_probs[1:]), expected)
-        np.testing.assert_allclose(attention[1:, : len(sources[1])], expected_attention, atol=1e-5)
-        tokens = rng.integers(4, tokenizer.get_piece_size(), 2)
+    capacity = decoder.mask.shape[1]
+    live = {0: (0, TorchIncrementalDecoder(torch_model, padded(sources[:1]).repeat_interleave(width, dim=0)))}
+    rng = np.random.default_rng(width)
+    tokens = np.full(width, BOS_ID)
+    joining = iter(range(1, len(sources)))
+    for position in range(capacity + 12):
+        if position % 3 == 2 and (k := next(joining, None)) is not None:  # a sentence joins
+            assert decoder.absorb(inplace.encode([sources[k]], width, return_attention=True), position)
+            reference = TorchIncrementalDecoder(torch_model, padded([sources[k]]).repeat_interleave(width, dim=0))
+            live[k] = (position, reference)
+            tokens = np.concatenate([tokens, np.full(width, BOS_ID)])
+        step, attention = decoder.step(tokens, position)
+        for block, (k, (joined, reference)) in enumerate(live.items()):
+            rows = slice(block * width, (block + 1) * width)
+            expected, expected_attention = reference.step(tokens[rows], position - joined)
+            assert_step_matches(Candidates(step.ids[rows], step.log_probs[rows]), expected)
+            np.testing.assert_allclose(attention[rows, : len(sources[k])], expected_attention, atol=1e-5)
+        tokens = rng.integers(4, tokenizer.get_piece_size(), len(tokens))
+        leaving = position % 4 == 3 and len(live) > 1  # the oldest sentence leaves
+        kept = list(live)[1:] if leaving else list(live)
+        beams = [rng.integers(0, width, width) for _ in kept]  # each kept sentence's beams, reordered
+        for k, order in zip(kept, beams, strict=True):
+            live[k][1].select(order)
+        blocks = [list(live).index(k) for k in kept]
+        rows = np.concatenate([b * width + order for b, order in zip(blocks, beams, strict=True)])
+        decoder.select(rows)
+        tokens = tokens[rows]
+        live = {k: live[k] for k in kept}
+    assert decoder.mask.shape[1] == capacity
+
+
+def test_absorb_refuses_another_beam_width(inplace: Engine, tokenizer: spm.SentencePieceProcessor) -> None:
+    sources = source_ids(tokenizer, random_texts(tokenizer, 2, seed=33))
+    decoder = inplace.encode(sources[:1], 2)
+    assert isinstance(decoder, InPlaceDecoder)
+    assert not decoder.absorb(inplace.encode(sources[1:], 3), 0)
+    decoder.step(np.full(2, BOS_ID), 0)
+    assert not decoder.absorb(decoder, 1)  # rows that already stepped cannot join
+    assert decoder.rows == 2
 
 
 def test_repeat_guard_filters_the_candidates(inplace: Engine, tiny_model_dir: Path) -> None:

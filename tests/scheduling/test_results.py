@@ -60,6 +60,30 @@ def test_a_cohort_of_mixed_options_gives_each_sentence_its_translation_alone(eng
         assert_same(got[i], alone(engine, text, options))
 
 
+def test_cohorts_merged_at_later_steps_give_each_sentence_its_translation_alone(inplace_engine: Engine) -> None:
+    engine = inplace_engine
+    cases = [(text, OPTIONS[i % len(OPTIONS)]) for i, text in enumerate(TEXTS)]
+    sentences = [Sentence(Wanted(), i, engine.source_ids(t), o) for i, (t, o) in enumerate(cases)]
+    host = Cohort(engine, sentences[:4])
+    joining = {2: Cohort(engine, sentences[4:8]), 3: Cohort(engine, sentences[8:])}  # at these steps
+    got: dict[int, Translation] = {}
+    while host.rows:
+        if host.position in joining:
+            assert host.absorb(joining.pop(host.position))
+        got.update((s.index, t) for s, t in host.step())
+    assert not joining
+    assert sorted(got) == list(range(len(cases)))
+    for i, (text, options) in enumerate(cases):
+        assert_same(got[i], alone(engine, text, options))
+
+
+def test_a_cohort_of_the_concatenating_graph_does_not_merge(engine: Engine) -> None:
+    texts = TEXTS[:2]
+    host, other = (Cohort(engine, [Sentence(Wanted(), 0, engine.source_ids(t), DecodeOptions())]) for t in texts)
+    assert not host.absorb(other)
+    assert host.rows == 1
+
+
 class Leaving:
     """An owner whose request goes away once `gone` is set."""
 
@@ -88,7 +112,11 @@ def test_sentences_leaving_a_cohort_do_not_change_the_others(engine: Engine) -> 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("workers", [1, 2])
-def test_requests_joining_in_random_order_get_their_translations_alone(engine: Engine, seed: int, workers: int) -> None:
+@pytest.mark.parametrize("interface", ["auto", "inplace"])
+def test_requests_joining_in_random_order_get_their_translations_alone(
+    request: pytest.FixtureRequest, seed: int, workers: int, interface: str
+) -> None:
+    engine: Engine = request.getfixturevalue("engine" if interface == "auto" else "inplace_engine")
     rng = random.Random(seed)
     requests = [
         ([TEXTS[i] for i in rng.sample(range(len(TEXTS)), rng.randint(1, 4))], rng.choice(OPTIONS)) for _ in range(10)
