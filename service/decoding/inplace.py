@@ -4,14 +4,16 @@ The graph (model/step_graph.py) writes each step's self-attention keys/values at
 buffer (rows, H, capacity, D), bound as both its `cache_*` input and `present_*` output, so a step copies no
 cache. The buffer layout, and how a scheduler uses it:
 
-* **Rows** are sentence-major: sentence b owns rows b*W .. b*W + W - 1 (W beams, the same for every
-  sentence of the buffer). The cross-attention keys/values are kept once per sentence (B, H, S, D).
+* **Rows** are sentence-major: physical sentence b owns rows b*W .. b*W + W - 1 (W beams, the same for
+  every sentence of the buffer). The caller's (logical) order of sentences maps onto physical ones, so
+  that sentences leaving cost a copy of only as many others (the last ones move into their places). The
+  cross-attention keys/values are kept once per sentence (B, H, S, D).
   Sentences with different row counts cannot share W: they get W = 1 with their keys/values repeated per
   row (still in place, beams then reorder by copying rows).
 * **Beams reorder by index**: `select` with rows that keep whole sentences rewrites `cache_indirection`
   (B, W, capacity), which names for every slot the beam whose keys/values a row reads; the cache is not
-  touched. Sentences leaving compact the buffer (their survivors' rows copied forward, up to the write
-  slot): once per finished sentence, not once per step.
+  touched. Sentences leaving free their rows: the physically last sentences move into them (their rows
+  copied up to the write slot), once per finished sentence, not once per step.
 * **Joining at another step**: each row has its own position (fed to the sinusoidal table) and its own
   cache mask (`mask`, 1 on the slots it owns). `absorb` appends a freshly encoded decoder's sentences to a
   running buffer at write slot t: their rows' mask is 0 before t, their position starts at 0 (they are
@@ -65,6 +67,7 @@ class InPlaceDecoder:
         self._mask = np.ones((rows, capacity), np.int32)
         self._indirection = _own_beams(self._sentences, self._width, capacity)
         self._behind = np.zeros(rows, np.int64)  # steps of the buffer each row missed before it joined
+        self._physical = np.arange(self._sentences)  # the physical sentence of each logical one
         self._slot = 0
         self._slot_input = np.zeros(1, np.int32)
         self._top_k = np.array([top_k], np.int64)
@@ -88,6 +91,7 @@ class InPlaceDecoder:
         binding.clear_binding_outputs()
         self._tokens = np.zeros(rows, np.int64)
         self._positions = np.zeros(rows, np.int64)
+        self._map_rows()
         self._outputs: dict[str, np.ndarray] = {
             "token_ids": np.zeros((rows, int(self._top_k[0])), np.int64),
             "log_probs": np.zeros((rows, int(self._top_k[0])), np.float32),
@@ -116,17 +120,23 @@ class InPlaceDecoder:
             binding.bind_ortvalue_input(name, value)
             binding.bind_ortvalue_output(name.replace("cache_", "present_"), value)
 
+    def _map_rows(self) -> None:
+        """The physical row of each logical one."""
+        self._physical_rows = (self._physical[:, None] * self._width + np.arange(self._width)).reshape(-1)
+
     def step(self, tokens: np.ndarray, position: int) -> tuple[Candidates, np.ndarray]:
         """Feed one token per row; `position` is that of the buffer's first rows, rows that joined later are
         behind it. Returns each row's top-k candidates and its cross-attention (rows, S)."""
         self._make_room()
-        self._tokens[:] = tokens
-        np.subtract(position, self._behind, out=self._positions)
+        physical = self._physical_rows
+        self._tokens[physical] = tokens
+        self._positions[physical] = position - self._behind
         self._slot_input[0] = self._slot
         self._session.run_with_iobinding(self._binding)
         self._slot += 1
-        outputs = self._outputs  # written again by the next step: copies
-        return Candidates(outputs["token_ids"].copy(), outputs["log_probs"].copy()), outputs["attention"].copy()
+        outputs = self._outputs  # gathered in logical order: copies
+        candidates = Candidates(outputs["token_ids"][physical], outputs["log_probs"][physical])
+        return candidates, outputs["attention"][physical]
 
     def absorb(self, other: object, position: int) -> bool:
         """Append `other`'s sentences (an in-place decoder of the same session, not stepped yet) as rows that
@@ -153,13 +163,14 @@ class InPlaceDecoder:
         self._indirection = _with_room(self._indirection, sentences.stop, sentences.start)
         self._indirection[sentences] = np.arange(self._width, dtype=np.int32)[None, :, None]
         self._behind = np.concatenate([self._behind, np.full(other.rows, position, np.int64)])
+        self._physical = np.concatenate([self._physical, np.arange(sentences.start, sentences.stop)])
         self._sentences = sentences.stop
         self._top_k = np.maximum(self._top_k, other._top_k)
         self._bind_rows()
         return True
 
     def select(self, rows: np.ndarray) -> None:
-        """Keep these rows in this order: beams of a sentence reorder by index, leaving sentences compact."""
+        """Keep these rows in this order: beams of a sentence reorder by index, leaving sentences free theirs."""
         rows = np.asarray(rows)
         width = self._width
         if len(rows) == self.rows and (rows == np.arange(self.rows)).all():
@@ -170,37 +181,46 @@ class InPlaceDecoder:
             self._gather_rows(rows)
             return
         sentences = blocks[:, 0] // width
-        if not np.array_equal(sentences, np.arange(self._sentences)):
-            self._keep_sentences(sentences)
+        if len(np.unique(sentences)) < len(sentences):  # a sentence kept twice needs rows of its own
+            self._gather_rows(rows)
+            return
+        physical = self._physical[sentences]
         beams = (blocks % width).astype(np.intp)
-        past = self._indirection[: self._sentences, :, : self._slot]
-        self._indirection[: self._sentences, :, : self._slot] = np.take_along_axis(past, beams[:, :, None], axis=1)
+        past = self._indirection[physical, :, : self._slot]
+        self._indirection[physical, :, : self._slot] = np.take_along_axis(past, beams[:, :, None], axis=1)
+        if len(sentences) < self._sentences:
+            self._physical = self._fill_holes(physical)
+            self._bind_rows()
+        else:
+            self._physical = physical
+            self._map_rows()
 
-    def _keep_sentences(self, sentences: np.ndarray) -> None:
-        """Compact the buffer to these sentences (all their rows, in their physical order): the sentences from
-        the first one that moves are copied forward."""
-        moved = int(np.argmax(sentences != np.arange(len(sentences)))) if len(sentences) else 0
-        if len(sentences) and sentences[moved] == moved:  # only sentences at the end left
-            moved = len(sentences)
-        kept, width, slot = sentences[moved:], self._width, self._slot
-        physical = (kept[:, None] * width + np.arange(width)).reshape(-1)
-        to = slice(moved * width, len(sentences) * width)
+    def _fill_holes(self, physical: np.ndarray) -> np.ndarray:
+        """The kept sentences at `physical` take the first len(physical) sentence places: those beyond move
+        into the free ones (their rows copied). Returns their new places."""
+        count, width, slot = len(physical), self._width, self._slot
+        movers = np.flatnonzero(physical >= count)
+        holes = np.setdiff1d(np.arange(count), physical)
+        source, target = physical[movers], holes
+        source_rows = (source[:, None] * width + np.arange(width)).reshape(-1)
+        target_rows = (target[:, None] * width + np.arange(width)).reshape(-1)
         for cache in self._caches.values():
-            cache[to, :, :slot] = cache[physical, :, :slot]
-        self._mask[to] = self._mask[physical]
-        to_sentences = slice(moved, len(sentences))
-        self._indirection[to_sentences] = self._indirection[kept]
+            cache[target_rows, :, :slot] = cache[source_rows, :, :slot]
+        self._mask[target_rows] = self._mask[source_rows]
+        self._indirection[target] = self._indirection[source]
         for memory in self._memory.values():
-            memory[to_sentences] = memory[kept]
-        self._source_mask[to_sentences] = self._source_mask[kept]
-        self._sentences = len(sentences)
-        self._bind_rows()
+            memory[target] = memory[source]
+        self._source_mask[target] = self._source_mask[source]
+        placed = physical.copy()
+        placed[movers] = target
+        self._sentences = count
+        return placed
 
     def _gather_rows(self, rows: np.ndarray) -> None:
         """Any other selection: copy each kept row's keys/values (read through the indirection) to its own row,
         one sentence per row from then on (W = 1)."""
         width, slot = self._width, self._slot
-        sentence, beam = rows // width, rows % width
+        sentence, beam = self._physical[rows // width], rows % width
         physical = sentence[:, None] * width + self._indirection[sentence, beam, :slot]  # (rows, slot)
         steps = np.arange(slot)[None, :]
         capacity = self._mask.shape[1]
@@ -208,12 +228,13 @@ class InPlaceDecoder:
             fresh = np.zeros((len(rows), *cache.shape[1:]), np.float32)
             fresh[:, :, :slot] = cache[physical, :, steps].transpose(0, 2, 1, 3)
             self._caches[name] = fresh
-        self._mask = self._mask[rows]
+        self._mask = self._mask[self._physical_rows[rows]]
         self._width = 1
         self._indirection = np.zeros((len(rows), 1, capacity), np.int32)
         self._memory = {name: m[sentence] for name, m in self._memory.items()}
         self._source_mask = self._source_mask[sentence]
         self._sentences = len(rows)
+        self._physical = np.arange(len(rows))
         self._bind_rows()
 
     def _make_room(self) -> None:

@@ -44,7 +44,14 @@ class StepBackend(Protocol):
     """What the scheduler needs of a model (service.decoding.engine.Engine) to run it step by step."""
 
     def source_ids(self, text: str) -> list[int]: ...
-    def encode(self, sources: Sequence[Sequence[int]], beam_size: np.ndarray, return_attention: bool) -> RowCache: ...
+    @property
+    def merges(self) -> bool:
+        """Whether cohorts' caches can merge (then cohorts of one beam width share one buffer)."""
+        ...
+
+    def encode(
+        self, sources: Sequence[Sequence[int]], beam_size: np.ndarray, return_attention: bool, mergeable: bool
+    ) -> RowCache: ...
     def new_search(self, sources: list[list[int]], options: DecodeOptions) -> StepSearch: ...
     def max_lengths(self, source_tokens: Sequence[int], options: DecodeOptions) -> np.ndarray: ...
     def translation(self, source: list[int], found: list[SearchResult], options: DecodeOptions) -> Translation: ...
@@ -99,6 +106,7 @@ class Cohort:
             [s.source for s in ordered],
             np.array([s.rows for s in ordered]),
             any(s.options.return_attention for s in ordered),
+            mergeable=True,
         )
         width = max(len(s.source) for s in ordered)
         groups = [list(g) for _, g in groupby(ordered, key=lambda s: _option_key(s.options))]
@@ -108,7 +116,9 @@ class Cohort:
         ]
         self.position = 0
         self.start_rows = self.rows
+        self.beam_size = max(s.rows for s in sentences)
         self.alone = False  # set when it could not merge into another cohort: it steps by itself
+        self.served = 0.0  # decoder seconds per sentence it has had, set and counted by the scheduler
         encode_s = time.perf_counter() - started
         for group in self._groups:
             group.encode_s = encode_s

@@ -4,24 +4,26 @@ Each model has a queue of waiting sentences, its cohorts (sentences decoding tog
 `workers` threads sharing the model's onnxruntime sessions (onnxruntime releases the GIL while it runs).
 A worker repeatedly takes one task under the model's lock and runs it outside the lock:
 
-* **Join**: waiting sentences form a new cohort (encoded, their cache rows created). A cohort is bounded by
-  `max_batch_size` sentences and `max_batch_tokens` padded source tokens, and the model by `max_rows` rows
-  in flight (sentences x beams) and by one cohort per worker plus one (more, smaller cohorts would cost
-  more decoder calls for the same rows); a cohort down to less than half of its rows no longer counts.
-  Sentences join oldest first; one whose request already holds `max_request_share` of the rows waits, so
-  no request holds more than that share, and the last cohort slot is kept for requests that hold no rows
-  yet (a lone sentence never waits for a heavy request's cohorts to end). A join happens at once on an
-  idle model, and under load once the joining sentences fill a cohort or the oldest has waited
+* **Join**: waiting sentences of one beam size form a new cohort (encoded, their cache rows created). A
+  cohort is bounded by `max_batch_size` sentences and `max_batch_tokens` padded source tokens, and the
+  model by `max_rows` rows in flight (sentences x beams) and by one cohort per worker plus one (more,
+  smaller cohorts would cost more decoder calls for the same rows); a cohort down to less than half of its
+  rows no longer counts, and a cohort that will merge into one of its beam size (cohort.py) needs no
+  slot. Sentences join oldest first; one whose request already holds `max_request_share` of the rows
+  waits, so no request holds more than that share, and the last cohort slot is kept for requests that
+  hold no rows yet (a lone sentence never waits for a heavy request's cohorts to end). A join happens at
+  once on an idle model, and under load once the joining sentences fill a cohort or the oldest has waited
   `max_queue_delay`; while all cohort slots are taken, waiting sentences gather and join together.
-* **Step**: one decoder call of the cohort that waited longest for its turn (round robin). Before the
-  call, cohorts that joined and have not stepped yet merge into it where the caches allow (cohort.py; a
-  fresh cohort whose turn comes first joins a running one), and the rows of cancelled and expired
-  requests leave; after it, finished sentences leave and their results go to their requests at once.
-  Each join (encoder call) and step counts as one model call in mt_batch_inference_seconds, so its rate
-  of sums stays the model's busy time.
+* **Step**: one decoder call of the cohort that has had the least decoder time per sentence so far (a
+  fair share per sentence: a cohort of many short requests steps more often than one of a few long beam
+  searches, and a new cohort steps first). Before the call, cohorts that joined and have not stepped yet
+  merge into it where the caches allow (cohort.py; a fresh cohort whose turn comes first joins a running
+  one), and the rows of cancelled and expired requests leave; after it, finished sentences leave and
+  their results go to their requests at once. Each join (encoder call) and step counts as one model call
+  in mt_batch_inference_seconds, so its rate of sums stays the model's busy time.
 
-So a new sentence waits for one step of each running cohort, never for a whole batch, and a cancelled
-request's rows leave at its cohort's next step. Work is refused before it starts when it exceeds the
+So a new sentence waits for the steps in flight, never for a whole batch, and a cancelled request's rows
+leave at its cohort's next step. Work is refused before it starts when it exceeds the
 per-request budget (budget.py) or the queue (`max_queue_size`). `close` drains within a timeout, then
 fails what is left with Draining; the workers stop after their current step.
 """
@@ -234,15 +236,11 @@ class ModelScheduler:
     def _next_step(self) -> tuple[Cohort, list[Cohort]]:
         """The cohort whose turn it is (a running one instead, if the turn is a fresh cohort's) and the fresh
         cohorts that may merge into it before its step; taken out of the ready ones, under the lock."""
-        cohort = self._ready.popleft()
-        if cohort.fresh and not cohort.alone:
-            host = next((c for c in self._ready if not c.fresh), None)
-            if host is not None:
-                self._ready.remove(host)
-                self._ready.appendleft(cohort)  # it joins the host
-                cohort = host
-        merging = [c for c in self._ready if c.fresh and not c.alone]
-        self._ready = deque(c for c in self._ready if c not in merging)
+        cohort = min(self._ready, key=lambda c: (c.served, not c.fresh))
+        if cohort.fresh and not cohort.alone:  # it joins a running cohort, if there is one
+            cohort = min((c for c in self._ready if not c.fresh), key=lambda c: c.served, default=cohort)
+        merging = [c for c in self._ready if c.fresh and not c.alone and c is not cohort]
+        self._ready = deque(c for c in self._ready if c is not cohort and c not in merging)
         return cohort, merging
 
     def _hold_s(self) -> float | None:
@@ -261,30 +259,19 @@ class ModelScheduler:
 
     def _joining(self) -> list[Sentence]:
         """The sentences that join now (see the module docstring), taken off the queue; under the lock."""
-        limits, room = self.limits, self.limits.max_rows - self.rows
-        cohorts = self._full_cohorts()
-        if cohorts >= limits.max_cohorts:
-            return []
-        newcomers_only = cohorts == limits.max_cohorts - 1  # the last cohort is for requests not decoding
+        limits, cohorts = self.limits, self._full_cohorts()
         chosen: list[Sentence] = []
-        longest, full = 0, False
-        held: dict[object, int] = {}  # rows each request would hold
-        for sentence in self.waiting:
-            owner = _ticket(sentence)
-            rows = held.get(owner, owner.rows)
-            if (rows and rows + sentence.rows > limits.request_rows) or (newcomers_only and owner.rows):
-                continue  # its request holds its share: the sentence waits for the request's rows to leave
-            tokens = max(longest, len(sentence.source)) * (len(chosen) + 1)
-            if sentence.rows > room or len(chosen) == limits.max_batch_size or tokens > limits.max_batch_tokens:
-                full = True
+        for beam_size in dict.fromkeys(s.rows for s in self.waiting):  # oldest first
+            merges = self._merges_into(beam_size)
+            if not merges and cohorts >= limits.max_cohorts:
+                continue
+            newcomers_only = not merges and cohorts == limits.max_cohorts - 1
+            chosen, full = self._choose(beam_size, newcomers_only)
+            if chosen:
                 break
-            chosen.append(sentence)
-            held[owner] = rows + sentence.rows
-            room -= sentence.rows
-            longest = max(longest, len(sentence.source))
         if not chosen:
             return []
-        due = self.waiting[0].enqueued + limits.max_queue_delay_s <= time.monotonic()
+        due = chosen[0].enqueued + limits.max_queue_delay_s <= time.monotonic()
         if not (full or due or self.rows == 0):
             return []
         taken = set(map(id, chosen))
@@ -295,6 +282,35 @@ class ModelScheduler:
         self._encoding += 1
         self._observe()
         return chosen
+
+    def _merges_into(self, beam_size: int) -> bool:
+        """Whether a new cohort of this beam size will merge into one decoding already; under the lock."""
+        decoding = [*self._ready, *self._stepping]
+        return self.backend.merges and any(c.beam_size == beam_size and not c.alone for c in decoding)
+
+    def _choose(self, beam_size: int, newcomers_only: bool) -> tuple[list[Sentence], bool]:
+        """Waiting sentences of one beam size that may join together, oldest first (a cohort of one beam width
+        reorders its beams by index and merges with others of that width), and whether a limit stopped the
+        choice; `newcomers_only`: only sentences of requests that hold no rows yet."""
+        limits, room = self.limits, self.limits.max_rows - self.rows
+        chosen: list[Sentence] = []
+        longest = 0
+        held: dict[object, int] = {}  # rows each request would hold
+        for sentence in self.waiting:
+            owner = _ticket(sentence)
+            rows = held.get(owner, owner.rows)
+            if sentence.rows != beam_size:
+                continue
+            if (rows and rows + sentence.rows > limits.request_rows) or (newcomers_only and owner.rows):
+                continue  # its request holds its share: the sentence waits for the request's rows to leave
+            tokens = max(longest, len(sentence.source)) * (len(chosen) + 1)
+            if sentence.rows > room or len(chosen) == limits.max_batch_size or tokens > limits.max_batch_tokens:
+                return chosen, True
+            chosen.append(sentence)
+            held[owner] = rows + sentence.rows
+            room -= sentence.rows
+            longest = max(longest, len(sentence.source))
+        return chosen, False
 
     def _join(self, sentences: list[Sentence]) -> None:
         """Encodes the joining sentences into a new cohort, whose first step comes next."""
@@ -318,6 +334,7 @@ class ModelScheduler:
             if self._stopped:
                 self._leave(sentences, "stopped", Draining(STOPPED))
             else:
+                cohort.served = min((c.served for c in [*self._ready, *self._stepping]), default=0.0)
                 self._ready.appendleft(cohort)
 
     def _step(self, cohort: Cohort, merging: list[Cohort]) -> None:
@@ -338,6 +355,8 @@ class ModelScheduler:
                 del self._stepping[cohort]
                 self._leave(members, "failed", exc)
             return
+        cohort.served += seconds / len(members)
+        self.metrics.cohort_merges.labels(self.name).inc(len(merging) - len(refused))
         self.metrics.decoder_steps.labels(self.name).inc()
         self.metrics.batch_inference.labels(self.name).observe(seconds)
         self.metrics.time_per_output_token.labels(self.name).observe(seconds)  # a step gives each row one token

@@ -170,6 +170,12 @@ class Metrics:
         self.sentence_joins = Counter(
             "mt_sentence_joins_total", "Sentences that joined the decode", ["model"], registry=r
         )
+        self.cohort_merges = Counter(
+            "mt_cohort_merges_total",
+            "Cohorts that merged into a decoding one (their rows share its decoder calls from then on)",
+            ["model"],
+            registry=r,
+        )
         self.sentence_leaves = Counter(
             "mt_sentence_leaves_total",
             "Sentences that left the decode, by reason (finished, cancelled, expired, failed, stopped)",
@@ -206,6 +212,7 @@ class Metrics:
                 self.rows_in_flight,
                 self.decoder_steps,
                 self.sentence_joins,
+                self.cohort_merges,
             ):
                 per_model.labels(model)
             for reason in LEAVE_REASONS:

@@ -37,6 +37,7 @@ SERVICE_METRICS: dict[str, Metric] = {
     "mt_rows_in_flight": _m("gauge", "model"),
     "mt_decoder_steps_total": _m("counter", "model"),
     "mt_sentence_joins_total": _m("counter", "model"),
+    "mt_cohort_merges_total": _m("counter", "model"),
     "mt_sentence_leaves_total": _m("counter", "model", "reason"),
     "mt_budget_refusals_total": _m("counter", "model", "limit"),
     "mt_grpc_calls_started_total": _m("counter"),

@@ -1,5 +1,5 @@
-"""The suite's tiny model (fp32) as the scheduler runs it: both decoder graphs by the default rule, or the
-in-place graph for every batch (its cohorts merge)."""
+"""The suite's tiny model (fp32) as the scheduler runs it: by default (cohorts on the in-place graph, which
+merge), or on the concatenating graph only (cohorts that do not merge)."""
 
 from __future__ import annotations
 
@@ -16,5 +16,5 @@ def engine(tiny_model_dir: Path) -> Engine:
 
 
 @pytest.fixture(scope="session")
-def inplace_engine(tiny_model_dir: Path) -> Engine:
-    return Engine.load(tiny_model_dir, intra_op_threads=1, variant="fp32", interface="inplace")
+def concat_engine(tiny_model_dir: Path) -> Engine:
+    return Engine.load(tiny_model_dir, intra_op_threads=1, variant="fp32", interface="concat")

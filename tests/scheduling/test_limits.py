@@ -70,3 +70,32 @@ def test_no_request_joins_with_more_than_its_share_of_the_rows(engine: Engine) -
     (big_joined, small_joined), (later, big_rows) = asyncio.run(run())
     assert (big_joined, small_joined) == (2, 1)  # 2 sentences x 2 beams = 4 rows = half of 8
     assert later == 0 and big_rows == 4
+
+
+def test_a_join_takes_one_beam_size_and_a_merging_join_needs_no_cohort_slot(engine: Engine) -> None:
+    limits = SchedulerLimits(workers=0, max_queue_delay_s=0)  # no worker: one cohort slot, joins computed here
+    greedy, beam = DecodeOptions(), DecodeOptions(beam_size=3)
+
+    metrics = Metrics()
+
+    async def run() -> list[list[int]]:
+        model = ModelScheduler("en-fr", engine, limits, metrics)
+        sentences = [
+            Sentence(Ticket(1, None), 0, engine.source_ids(t), o)
+            for t, o in zip(TEXTS, [greedy, beam] * 4, strict=True)
+        ]
+        model.enqueue(sentences[:3])
+        first = model._joining()  # the two greedy sentences, the beam search waits
+        model._join(first)  # now decoding: the only cohort slot is taken
+        blocked = model._joining()  # a beam-3 cohort would need a slot of its own
+        model.enqueue(sentences[4:5])
+        merging = model._joining()  # a greedy cohort merges into the decoding one
+        model._join(merging)
+        step = model._take()
+        assert step is not None
+        step()  # one decoder call of the merged cohort
+        return [[s.rows for s in joined] for joined in (first, blocked, merging)]
+
+    assert asyncio.run(run()) == [[1, 1], [], [1]]
+    assert value(metrics, "mt_cohort_merges_total", model="en-fr") == 1
+    assert value(metrics, "mt_decoder_steps_total", model="en-fr") == 1

@@ -60,8 +60,7 @@ def test_a_cohort_of_mixed_options_gives_each_sentence_its_translation_alone(eng
         assert_same(got[i], alone(engine, text, options))
 
 
-def test_cohorts_merged_at_later_steps_give_each_sentence_its_translation_alone(inplace_engine: Engine) -> None:
-    engine = inplace_engine
+def test_cohorts_merged_at_later_steps_give_each_sentence_its_translation_alone(engine: Engine) -> None:
     cases = [(text, OPTIONS[i % len(OPTIONS)]) for i, text in enumerate(TEXTS)]
     sentences = [Sentence(Wanted(), i, engine.source_ids(t), o) for i, (t, o) in enumerate(cases)]
     host = Cohort(engine, sentences[:4])
@@ -77,7 +76,9 @@ def test_cohorts_merged_at_later_steps_give_each_sentence_its_translation_alone(
         assert_same(got[i], alone(engine, text, options))
 
 
-def test_a_cohort_of_the_concatenating_graph_does_not_merge(engine: Engine) -> None:
+def test_cohorts_of_the_concatenating_graph_do_not_merge(concat_engine: Engine) -> None:
+    engine = concat_engine
+    assert not engine.merges
     texts = TEXTS[:2]
     host, other = (Cohort(engine, [Sentence(Wanted(), 0, engine.source_ids(t), DecodeOptions())]) for t in texts)
     assert not host.absorb(other)
@@ -112,11 +113,11 @@ def test_sentences_leaving_a_cohort_do_not_change_the_others(engine: Engine) -> 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.parametrize("interface", ["auto", "inplace"])
+@pytest.mark.parametrize("interface", ["auto", "concat"])
 def test_requests_joining_in_random_order_get_their_translations_alone(
     request: pytest.FixtureRequest, seed: int, workers: int, interface: str
 ) -> None:
-    engine: Engine = request.getfixturevalue("engine" if interface == "auto" else "inplace_engine")
+    engine: Engine = request.getfixturevalue("engine" if interface == "auto" else "concat_engine")
     rng = random.Random(seed)
     requests = [
         ([TEXTS[i] for i in rng.sample(range(len(TEXTS)), rng.randint(1, 4))], rng.choice(OPTIONS)) for _ in range(10)
