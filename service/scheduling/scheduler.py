@@ -16,11 +16,12 @@ A worker repeatedly takes one task under the model's lock and runs it outside th
   `max_queue_delay`; while all cohort slots are taken, waiting sentences gather and join together.
 * **Step**: one decoder call of the cohort that has had the least decoder time per sentence so far (a
   fair share per sentence: a cohort of many short requests steps more often than one of a few long beam
-  searches, and a new cohort steps first). Before the call, cohorts that joined and have not stepped yet
-  merge into it where the caches allow (cohort.py; a fresh cohort whose turn comes first joins a running
-  one), and the rows of cancelled and expired requests leave; after it, finished sentences leave and
-  their results go to their requests at once. Each join (encoder call) and step counts as one model call
-  in mt_batch_inference_seconds, so its rate of sums stays the model's busy time.
+  searches, and a new cohort steps first). Before the call, cohorts of its beam size that joined and have
+  not stepped yet merge into it where the caches allow (cohort.py): a fresh cohort whose turn comes first
+  joins a running one, and one whose running cohort is being stepped waits for it rather than stepping by
+  itself. The rows of cancelled and expired requests leave before the call; after it, finished sentences
+  leave and their results go to their requests at once. Each join (encoder call) and step counts as one
+  model call in mt_batch_inference_seconds, so its rate of sums stays the model's busy time.
 
 So a new sentence waits for the steps in flight, never for a whole batch, and a cancelled request's rows
 leave at its cohort's next step. Work is refused before it starts when it exceeds the
@@ -227,21 +228,33 @@ class ModelScheduler:
         sentences = self._joining()
         if sentences:
             return lambda: self._join(sentences)
-        if self._ready:
-            cohort, merging = self._next_step()
-            self._stepping[cohort] = [s for c in (cohort, *merging) for s in c.sentences()]
-            return lambda: self._step(cohort, merging)
-        return None
+        plan = self._next_step() if self._ready else None
+        if plan is None:
+            return None
+        cohort, merging = plan
+        self._stepping[cohort] = [s for c in (cohort, *merging) for s in c.sentences()]
+        return lambda: self._step(cohort, merging)
 
-    def _next_step(self) -> tuple[Cohort, list[Cohort]]:
-        """The cohort whose turn it is (a running one instead, if the turn is a fresh cohort's) and the fresh
-        cohorts that may merge into it before its step; taken out of the ready ones, under the lock."""
-        cohort = min(self._ready, key=lambda c: (c.served, not c.fresh))
-        if cohort.fresh and not cohort.alone:  # it joins a running cohort, if there is one
-            cohort = min((c for c in self._ready if not c.fresh), key=lambda c: c.served, default=cohort)
-        merging = [c for c in self._ready if c.fresh and not c.alone and c is not cohort]
+    def _next_step(self) -> tuple[Cohort, list[Cohort]] | None:
+        """The cohort to step (see the module docstring) and the fresh cohorts of its beam size that merge into
+        it before its step, taken out of the ready ones; None while the ready ones all wait to merge into a
+        cohort being stepped. Under the lock."""
+        stepping = {c.beam_size for c in self._stepping if not c.alone}
+        steppable = [c for c in self._ready if not (self._mergeable(c) and c.beam_size in stepping)]
+        if not steppable:
+            return None
+        cohort = min(steppable, key=lambda c: (c.served, not c.fresh))
+        if self._mergeable(cohort):  # it joins a running cohort of its beam size, if there is one
+            hosts = (c for c in self._ready if not c.fresh and c.beam_size == cohort.beam_size)
+            cohort = min(hosts, key=lambda c: c.served, default=cohort)
+        merging = [c for c in self._ready if self._mergeable(c) and c.beam_size == cohort.beam_size]
+        merging = [c for c in merging if c is not cohort]
         self._ready = deque(c for c in self._ready if c is not cohort and c not in merging)
         return cohort, merging
+
+    def _mergeable(self, cohort: Cohort) -> bool:
+        """A fresh cohort that may merge into another."""
+        return self.backend.merges and cohort.fresh and not cohort.alone
 
     def _hold_s(self) -> float | None:
         """How long an idle worker may sleep: until the oldest waiting sentence is due to join, else until
