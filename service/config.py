@@ -55,9 +55,9 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads, one pool for all models; 0 = automatic")
     decoder_interface: Literal["auto", "inplace", "concat"] = Field(
         "auto",
-        description="auto: where a model has the in-place graph, it for beam search and for the continuous"
-        " scheduler's cohorts (they merge), the concatenating one for greedy batches; inplace or concat: that graph"
-        " for every search",
+        description="auto: where a model has the in-place graph, it for beam search (the continuous scheduler's"
+        " cohorts of one beam size merge into one buffer) and the concatenating one for greedy; inplace or concat:"
+        " that graph for every search",
     )
     max_batch_size: Positive = Field(32, description="sentences in one model call")
     max_batch_tokens: Positive = Field(4096, description="padded source tokens in one model call")

@@ -305,11 +305,7 @@ class Engine:
         return ids
 
     def encode(
-        self,
-        sources: Sequence[Sequence[int]],
-        beam_size: int | np.ndarray = 1,
-        return_attention: bool = False,
-        mergeable: bool = False,
+        self, sources: Sequence[Sequence[int]], beam_size: int | np.ndarray = 1, return_attention: bool = False
     ) -> OnnxIncrementalDecoder | IoBoundDecoder | InPlaceDecoder:
         """Run the encoder on token-id sequences (each ending with eos) and return the decoder over them,
         with `beam_size` rows per sentence, or one count per sentence (the encoder runs once per sentence,
@@ -320,7 +316,7 @@ class Engine:
             ids[row, : len(source)] = source
         names = [o.name for o in self._encoder.get_outputs()]
         memory = dict(zip(names, self._encoder.run(names, {"source_ids": ids}), strict=True))
-        if self._runs_inplace(beam_size, mergeable):
+        if self._runs_inplace(beam_size):
             capacity = int(self.max_lengths([len(s) for s in sources], DEFAULT_OPTIONS).max())
             top_k = min(2 * int(np.max(beam_size)) + NGRAM_MARGIN, self._manifest.vocab_size)
             return InPlaceDecoder(self._decoders["inplace"], memory, ids != pad, beam_size, capacity, top_k)
@@ -340,17 +336,13 @@ class Engine:
         decoder = IoBoundDecoder if self._io_binding else OnnxIncrementalDecoder
         return decoder(self._decoders["concat"], memory, ids != pad, beam_size, return_attention)
 
-    def _runs_inplace(self, beam_size: int | np.ndarray, mergeable: bool) -> bool:
-        """Whether a batch runs the in-place graph ("auto": when it searches with beams, or when its rows are to
-        merge with other batches' as the scheduler's cohorts do)."""
-        if "inplace" not in self._decoders:
-            return False
-        return "concat" not in self._decoders or mergeable or int(np.max(beam_size)) > 1
+    def _runs_inplace(self, beam_size: int | np.ndarray) -> bool:
+        """Whether a batch with these beam sizes runs the in-place graph ("auto": when it searches with beams)."""
+        return "inplace" in self._decoders and ("concat" not in self._decoders or int(np.max(beam_size)) > 1)
 
-    @property
-    def merges(self) -> bool:
-        """Whether batches encoded `mergeable` get caches that can merge (the in-place graph)."""
-        return "inplace" in self._decoders
+    def merges(self, beam_size: int) -> bool:
+        """Whether batches searched with this beam size get caches that can merge (the in-place graph's)."""
+        return self._runs_inplace(beam_size)
 
     def new_search(self, sources: list[list[int]], options: DecodeOptions) -> StepSearch:
         """The step-wise search of `options` over these sentences (their decoder rows sentence-major)."""

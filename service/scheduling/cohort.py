@@ -44,14 +44,11 @@ class StepBackend(Protocol):
     """What the scheduler needs of a model (service.decoding.engine.Engine) to run it step by step."""
 
     def source_ids(self, text: str) -> list[int]: ...
-    @property
-    def merges(self) -> bool:
-        """Whether cohorts' caches can merge (then cohorts of one beam width share one buffer)."""
+    def merges(self, beam_size: int) -> bool:
+        """Whether cohorts of this beam size get caches that can merge (then they share one buffer)."""
         ...
 
-    def encode(
-        self, sources: Sequence[Sequence[int]], beam_size: np.ndarray, return_attention: bool, mergeable: bool
-    ) -> RowCache: ...
+    def encode(self, sources: Sequence[Sequence[int]], beam_size: np.ndarray, return_attention: bool) -> RowCache: ...
     def new_search(self, sources: list[list[int]], options: DecodeOptions) -> StepSearch: ...
     def max_lengths(self, source_tokens: Sequence[int], options: DecodeOptions) -> np.ndarray: ...
     def translation(self, source: list[int], found: list[SearchResult], options: DecodeOptions) -> Translation: ...
@@ -106,7 +103,6 @@ class Cohort:
             [s.source for s in ordered],
             np.array([s.rows for s in ordered]),
             any(s.options.return_attention for s in ordered),
-            mergeable=True,
         )
         width = max(len(s.source) for s in ordered)
         groups = [list(g) for _, g in groupby(ordered, key=lambda s: _option_key(s.options))]

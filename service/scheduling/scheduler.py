@@ -254,7 +254,7 @@ class ModelScheduler:
 
     def _mergeable(self, cohort: Cohort) -> bool:
         """A fresh cohort that may merge into another."""
-        return self.backend.merges and cohort.fresh and not cohort.alone
+        return cohort.fresh and not cohort.alone and self.backend.merges(cohort.beam_size)
 
     def _hold_s(self) -> float | None:
         """How long an idle worker may sleep: until the oldest waiting sentence is due to join, else until
@@ -299,7 +299,7 @@ class ModelScheduler:
     def _merges_into(self, beam_size: int) -> bool:
         """Whether a new cohort of this beam size will merge into one decoding already; under the lock."""
         decoding = [*self._ready, *self._stepping]
-        return self.backend.merges and any(c.beam_size == beam_size and not c.alone for c in decoding)
+        return self.backend.merges(beam_size) and any(c.beam_size == beam_size and not c.alone for c in decoding)
 
     def _choose(self, beam_size: int, newcomers_only: bool) -> tuple[list[Sentence], bool]:
         """Waiting sentences of one beam size that may join together, oldest first (a cohort of one beam width

@@ -82,20 +82,20 @@ def test_a_join_takes_one_beam_size_and_a_merging_join_needs_no_cohort_slot(engi
         model = ModelScheduler("en-fr", engine, limits, metrics)
         sentences = [
             Sentence(Ticket(1, None), 0, engine.source_ids(t), o)
-            for t, o in zip(TEXTS, [greedy, beam] * 4, strict=True)
+            for t, o in zip(TEXTS, [beam, greedy] * 4, strict=True)
         ]
         model.enqueue(sentences[:3])
-        first = model._joining()  # the two greedy sentences, the beam search waits
+        first = model._joining()  # the two beam searches, the greedy sentence waits
         model._join(first)  # now decoding: the only cohort slot is taken
-        blocked = model._joining()  # a beam-3 cohort would need a slot of its own
+        blocked = model._joining()  # a greedy cohort would need a slot of its own
         model.enqueue(sentences[4:5])
-        merging = model._joining()  # a greedy cohort merges into the decoding one
+        merging = model._joining()  # a beam-3 cohort merges into the decoding one (both on the in-place graph)
         model._join(merging)
         step = model._take()
         assert step is not None
         step()  # one decoder call of the merged cohort
         return [[s.rows for s in joined] for joined in (first, blocked, merging)]
 
-    assert asyncio.run(run()) == [[1, 1], [], [1]]
+    assert asyncio.run(run()) == [[3, 3], [], [3]]
     assert value(metrics, "mt_cohort_merges_total", model="en-fr") == 1
     assert value(metrics, "mt_decoder_steps_total", model="en-fr") == 1
