@@ -18,8 +18,9 @@ A worker repeatedly takes one task under the model's lock and runs it outside th
   fair share per sentence: a cohort of many short requests steps more often than one of a few long beam
   searches, and a new cohort steps first). Before the call, cohorts of its beam size that joined and have
   not stepped yet merge into it where the caches allow (cohort.py): a fresh cohort whose turn comes first
-  joins a running one, and one whose running cohort is being stepped waits for it rather than stepping by
-  itself. The rows of cancelled and expired requests leave before the call; after it, finished sentences
+  joins a running one, and one whose running cohorts are all being stepped waits for one rather than
+  stepping by itself, once there is one running cohort of its beam size per worker (one buffer for each
+  worker to step). The rows of cancelled and expired requests leave before the call; after it, finished sentences
   leave and their results go to their requests at once. Each join (encoder call) and step counts as one
   model call in mt_batch_inference_seconds, so its rate of sums stays the model's busy time.
 
@@ -239,18 +240,33 @@ class ModelScheduler:
         """The cohort to step (see the module docstring) and the fresh cohorts of its beam size that merge into
         it before its step, taken out of the ready ones; None while the ready ones all wait to merge into a
         cohort being stepped. Under the lock."""
-        stepping = {c.beam_size for c in self._stepping if not c.alone}
-        steppable = [c for c in self._ready if not (self._mergeable(c) and c.beam_size in stepping)]
+        steppable = [c for c in self._ready if not (self._mergeable(c) and self._hosts_busy(c.beam_size))]
         if not steppable:
             return None
         cohort = min(steppable, key=lambda c: (c.served, not c.fresh))
-        if self._mergeable(cohort):  # it joins a running cohort of its beam size, if there is one
-            hosts = (c for c in self._ready if not c.fresh and c.beam_size == cohort.beam_size)
-            cohort = min(hosts, key=lambda c: c.served, default=cohort)
-        merging = [c for c in self._ready if self._mergeable(c) and c.beam_size == cohort.beam_size]
-        merging = [c for c in merging if c is not cohort]
+        merging: list[Cohort] = []
+        if self._merges_now(cohort.beam_size):
+            if self._mergeable(cohort):  # it joins the running cohort of its beam size with the fewest rows
+                hosts = (c for c in self._ready if not c.fresh and c.beam_size == cohort.beam_size)
+                cohort = min(hosts, key=lambda c: c.rows, default=cohort)
+            merging = [c for c in self._ready if self._mergeable(c) and c.beam_size == cohort.beam_size]
+            merging = [c for c in merging if c is not cohort]
         self._ready = deque(c for c in self._ready if c is not cohort and c not in merging)
         return cohort, merging
+
+    def _merges_now(self, beam_size: int) -> bool:
+        """Whether fresh cohorts of this beam size merge: their caches can, and there is a running cohort of
+        that beam size for every worker (with fewer, a fresh cohort runs by itself, so that every worker has
+        a buffer to step). Under the lock."""
+        running = [c for c in [*self._ready, *self._stepping] if c.beam_size == beam_size and not c.fresh]
+        return self.backend.merges(beam_size) and len([c for c in running if not c.alone]) >= self.limits.workers
+
+    def _hosts_busy(self, beam_size: int) -> bool:
+        """Whether fresh cohorts of this beam size wait to merge: they merge, and every running cohort of that
+        beam size is being stepped. Under the lock."""
+        stepping = any(c.beam_size == beam_size and not c.alone for c in self._stepping)
+        ready = any(c.beam_size == beam_size and not c.fresh for c in self._ready)
+        return stepping and not ready and self._merges_now(beam_size)
 
     def _mergeable(self, cohort: Cohort) -> bool:
         """A fresh cohort that may merge into another."""
