@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import scheduling, step_profile
+from bench import scheduler_load, scheduling, step_profile
 from tests.support.tiny import write_source_sentences
 
 
@@ -36,3 +36,16 @@ def test_step_profile_reports_every_case(
     rows = [line.split("|") for line in lines if line.startswith(("| inplace", "| concat"))]
     measured = [(cells[1].strip(), int(cells[2]), int(cells[3])) for cells in rows]
     assert measured == [(interface, *case) for case in step_profile.CASES for interface in ("inplace", "concat")]
+
+
+def test_scheduler_load_reports_every_setting(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text_file = write_source_sentences(tmp_path / "sentences.txt", 64)
+    argv = ["--model-dir", str(tiny_model_dir), "--text-file", str(text_file), "--duration", "0.2", "--rounds", "1"]
+    assert scheduler_load.main([*argv, "--interfaces", "auto,concat", "--workers", "1,2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split("|")[1].strip() for line in lines if line.startswith(("| auto", "| concat"))]
+    assert rows == ["auto, 1", "auto, 2", "concat, 1", "concat, 2"]
+    saturation = [float(line.split("|")[2]) for line in lines if line.startswith(("| auto", "| concat"))]
+    assert all(value > 0 for value in saturation)
