@@ -291,7 +291,7 @@ class ModelScheduler:
         limits, cohorts = self.limits, self._full_cohorts()
         chosen: list[Sentence] = []
         for beam_size in dict.fromkeys(s.rows for s in self.waiting):  # oldest first
-            merges = self._merges_into(beam_size)
+            merges = self._merges_now(beam_size)
             if not merges and cohorts >= limits.max_cohorts:
                 continue
             newcomers_only = not merges and cohorts == limits.max_cohorts - 1
@@ -311,11 +311,6 @@ class ModelScheduler:
         self._encoding += 1
         self._observe()
         return chosen
-
-    def _merges_into(self, beam_size: int) -> bool:
-        """Whether a new cohort of this beam size will merge into one decoding already; under the lock."""
-        decoding = [*self._ready, *self._stepping]
-        return self.backend.merges(beam_size) and any(c.beam_size == beam_size and not c.alone for c in decoding)
 
     def _choose(self, beam_size: int, newcomers_only: bool) -> tuple[list[Sentence], bool]:
         """Waiting sentences of one beam size that may join together, oldest first (a cohort of one beam width
