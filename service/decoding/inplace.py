@@ -122,7 +122,7 @@ class InPlaceDecoder:
 
     def _map_rows(self) -> None:
         """The physical row of each logical one."""
-        self._physical_rows = (self._physical[:, None] * self._width + np.arange(self._width)).reshape(-1)
+        self._physical_rows = _rows_of(self._physical, self._width)
 
     def step(self, tokens: np.ndarray, position: int) -> tuple[Candidates, np.ndarray]:
         """Feed one token per row; `position` is that of the buffer's first rows, rows that joined later are
@@ -202,8 +202,7 @@ class InPlaceDecoder:
         movers = np.flatnonzero(physical >= count)
         holes = np.setdiff1d(np.arange(count), physical)
         source, target = physical[movers], holes
-        source_rows = (source[:, None] * width + np.arange(width)).reshape(-1)
-        target_rows = (target[:, None] * width + np.arange(width)).reshape(-1)
+        source_rows, target_rows = _rows_of(source, width), _rows_of(target, width)
         for cache in self._caches.values():
             cache[target_rows, :, :slot] = cache[source_rows, :, :slot]
         self._mask[target_rows] = self._mask[source_rows]
@@ -274,6 +273,11 @@ class InPlaceDecoder:
 def _own_beams(sentences: int, width: int, slots: int) -> np.ndarray:
     """A cache indirection where every row reads its own keys/values: (sentences, width, slots)."""
     return np.tile(np.arange(width, dtype=np.int32)[None, :, None], (sentences, 1, slots))
+
+
+def _rows_of(sentences: np.ndarray, width: int) -> np.ndarray:
+    """The rows of these physical sentences, W per sentence, in order."""
+    return (sentences[:, None] * width + np.arange(width)).reshape(-1)
 
 
 def _with_room(storage: np.ndarray, needed: int, used: int) -> np.ndarray:
