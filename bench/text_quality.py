@@ -1,10 +1,10 @@
 """Casing and the repeat guard on Multi30k test_2017_flickr, through the service's own text handling.
 
-Prints, for the model (greedy): BLEU of normal-case input; of the same sentences in capitals, sent as they are
+Prints, for the model (greedy, or --beam-size): BLEU of normal-case input; of the same sentences in capitals, sent as they are
 and through the casing handling (detect, translate in sentence case, restore), both compared case-insensitively;
 and how many outputs repeat a word trigram, with the repeat guard off and at n-gram sizes 3 and 4.
 
-Run: python -m bench.text_quality --model-dir models/en-fr
+Run: python -m bench.text_quality --model-dir models/en-fr [--beam-size 4]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import re
+from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,29 +66,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model-dir", type=Path, default=Path("models/en-fr"))
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--corpus-dir", type=Path, default=CORPUS_DIR)
+    parser.add_argument("--beam-size", type=int, default=1)
     args = parser.parse_args(argv)
     engine = Engine.load(args.model_dir, intra_op_threads=1)
     source = read(args.corpus_dir, engine.manifest.source_language, args.sentences)
     reference = [read(args.corpus_dir, engine.manifest.target_language, args.sentences)]
-    print(f"{describe_machine()['summary']}; {engine.manifest.name} ({engine.variant}), {len(source)} sentences")
+    options = DecodeOptions(beam_size=args.beam_size)
+    print(
+        f"{describe_machine()['summary']}; {engine.manifest.name} ({engine.variant}), {len(source)} sentences,"
+        f" beam size {args.beam_size}"
+    )
 
     def bleu(outputs: list[str], lowercase: bool = False) -> float:
         return float(sacrebleu.corpus_bleu(outputs, reference, lowercase=lowercase).score)
 
-    plain = translate_as_service(engine, source, DecodeOptions())
+    plain = translate_as_service(engine, source, options)
     upper = [s.upper() for s in source]
     print(f"normal case: BLEU {bleu(plain):.2f}, case-insensitive {bleu(plain, lowercase=True):.2f}")
-    upper_raw = translate_raw(engine, upper, DecodeOptions())
+    upper_raw = translate_raw(engine, upper, options)
     print(f"ALL CAPS sent as they are: case-insensitive BLEU {bleu(upper_raw, True):.2f}")
-    upper_cased = translate_as_service(engine, upper, DecodeOptions())
+    upper_cased = translate_as_service(engine, upper, options)
     print(f"ALL CAPS with the casing handling: case-insensitive BLEU {bleu(upper_cased, True):.2f}")
-    title = translate_as_service(engine, [s.title() for s in source], DecodeOptions())
+    title = translate_as_service(engine, [s.title() for s in source], options)
     print(f"Title Case with the casing handling: case-insensitive BLEU {bleu(title, True):.2f}")
     print("| repeat guard | outputs with a repeated word trigram | BLEU |")
     print("|---|---:|---:|")
     print(f"| off | {repeated_trigrams(plain)} | {bleu(plain):.2f} |")
     for size in (3, 4):
-        guarded = translate_as_service(engine, source, DecodeOptions(no_repeat_ngram_size=size))
+        guarded = translate_as_service(engine, source, replace(options, no_repeat_ngram_size=size))
         print(f"| {size}-grams | {repeated_trigrams(guarded)} | {bleu(guarded):.2f} |")
 
 
