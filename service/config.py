@@ -82,7 +82,7 @@ class Settings(BaseSettings):
         256, ge=8, description="source tokens of one sentence, eos included; longer ones are cut; a model may take less"
     )
     no_repeat_ngram_size: int = Field(
-        4, ge=0, le=16, description="default n-gram size of the repeat guard (0: off); a request may set its own"
+        3, ge=0, le=16, description="default n-gram size of the repeat guard (0: off); a request may set its own"
     )
     max_beam_size: Positive = 8
     max_n_best: Positive = 8

@@ -25,7 +25,7 @@ def test_defaults() -> None:
     assert (s.max_batch_size, s.max_batch_tokens, s.max_queue_delay_ms) == (32, 4096, 5.0)
     assert s.max_queue_size == 4096
     assert (s.max_texts_per_request, s.max_request_chars, s.max_text_tokens) == (64, 100_000, 256)
-    assert s.no_repeat_ngram_size == 4
+    assert s.no_repeat_ngram_size == 3
     assert (s.max_beam_size, s.max_n_best, s.max_length_limit) == (8, 8, 512)
     assert s.grace_period_s == 10 and s.auth_tokens == [] and not s.tls
     assert (s.log_json, s.log_level, s.max_message_bytes) == (False, "INFO", 4 * 1024 * 1024)
