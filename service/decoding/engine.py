@@ -338,7 +338,8 @@ class Engine:
 
     def _runs_inplace(self, beam_size: int | np.ndarray) -> bool:
         """Whether a batch with these beam sizes runs the in-place graph ("auto": when it searches with beams)."""
-        return "inplace" in self._decoders and ("concat" not in self._decoders or int(np.max(beam_size)) > 1)
+        widest = beam_size if isinstance(beam_size, int) else int(np.max(beam_size))
+        return "inplace" in self._decoders and ("concat" not in self._decoders or widest > 1)
 
     def merges(self, beam_size: int) -> bool:
         """Whether batches searched with this beam size get caches that can merge (the in-place graph's)."""

@@ -152,6 +152,7 @@ class ModelScheduler:
         self.backend = backend
         self.limits = limits
         self.metrics = metrics
+        self.series = metrics.scheduler_series(name)
         self.waiting: deque[Sentence] = deque()  # oldest first
         self.rows = 0  # rows of all cohorts, stepping or not
         self._encoding = 0  # cohorts being formed
@@ -177,7 +178,7 @@ class ModelScheduler:
                 raise Draining("the server is shutting down; retry on another replica")
             self.waiting.extend(sentences)
             self._lock.notify()
-        self.metrics.queue_depth.labels(self.name).set(len(self.waiting))
+        self.series.queue_depth.set(len(self.waiting))
 
     def wake(self) -> None:
         """Lets an idle worker see a change (a request gone)."""
@@ -288,6 +289,8 @@ class ModelScheduler:
 
     def _joining(self) -> list[Sentence]:
         """The sentences that join now (see the module docstring), taken off the queue; under the lock."""
+        if not self.waiting:
+            return []
         limits, cohorts = self.limits, self._full_cohorts()
         chosen: list[Sentence] = []
         for beam_size in dict.fromkeys(s.rows for s in self.waiting):  # oldest first
@@ -380,10 +383,11 @@ class ModelScheduler:
                 self._leave(members, "failed", exc)
             return
         cohort.served += seconds / len(members)
-        self.metrics.cohort_merges.labels(self.name).inc(len(merging) - len(refused))
-        self.metrics.decoder_steps.labels(self.name).inc()
-        self.metrics.batch_inference.labels(self.name).observe(seconds)
-        self.metrics.time_per_output_token.labels(self.name).observe(seconds)  # a step gives each row one token
+        if len(merging) > len(refused):
+            self.metrics.cohort_merges.labels(self.name).inc(len(merging) - len(refused))
+        self.series.decoder_steps.inc()
+        self.series.batch_inference.observe(seconds)
+        self.series.time_per_output_token.observe(seconds)  # a step gives each row one token
         for sentence, translation in finished:
             _ticket(sentence).deliver(sentence.index, translation)
         self._count_output(finished)
@@ -403,14 +407,15 @@ class ModelScheduler:
 
     def _leave(self, sentences: Sequence[Sentence], reason: str, error: BaseException | None) -> None:
         """Sentences leave their cohort (their rows are free); `error` fails their requests; under the lock."""
+        if not sentences:
+            return
         for sentence in sentences:
             ticket = _ticket(sentence)
             ticket.rows -= sentence.rows
             self.rows -= sentence.rows
             if error is not None:
                 ticket.fail(error)
-        if sentences:
-            self.metrics.sentence_leaves.labels(self.name, reason).inc(len(sentences))
+        self.metrics.sentence_leaves.labels(self.name, reason).inc(len(sentences))
         self._observe()
 
     def _drop_gone_waiting(self) -> None:
@@ -441,8 +446,8 @@ class ModelScheduler:
         self.metrics.count_outputs(self.name, [t for _, t in finished])
 
     def _observe(self) -> None:
-        self.metrics.rows_in_flight.labels(self.name).set(self.rows)
-        self.metrics.queue_depth.labels(self.name).set(len(self.waiting))
+        self.series.rows_in_flight.set(self.rows)
+        self.series.queue_depth.set(len(self.waiting))
 
 
 def _ticket(sentence: Sentence) -> Ticket:

@@ -79,6 +79,17 @@ class RequestOutcome:
     code: grpc.StatusCode = grpc.StatusCode.OK
 
 
+@dataclass(frozen=True)
+class SchedulerSeries:
+    """One model's series of Metrics that a decoder step updates (binding a label costs a lookup and a lock)."""
+
+    decoder_steps: Counter
+    batch_inference: Histogram
+    time_per_output_token: Histogram
+    rows_in_flight: Gauge
+    queue_depth: Gauge
+
+
 class Metrics:
     """All metrics of one server, registered on `registry`."""
 
@@ -217,6 +228,16 @@ class Metrics:
                 per_model.labels(model)
             for reason in LEAVE_REASONS:
                 self.sentence_leaves.labels(model, reason)
+
+    def scheduler_series(self, model: str) -> SchedulerSeries:
+        """The series one model's scheduler updates at every step, their label bound once."""
+        return SchedulerSeries(
+            decoder_steps=self.decoder_steps.labels(model),
+            batch_inference=self.batch_inference.labels(model),
+            time_per_output_token=self.time_per_output_token.labels(model),
+            rows_in_flight=self.rows_in_flight.labels(model),
+            queue_depth=self.queue_depth.labels(model),
+        )
 
     def count_outputs(self, model: str, results: Sequence[Translation]) -> None:
         """Counts finished translations' output tokens and those cut at the maximum length."""
