@@ -103,6 +103,7 @@ def training(manifest: Manifest) -> str:
         "training": steps_and_epochs(record),
         "hardware": record.get("hardware") or NOT_RECORDED,
         "training time (wall-clock)": duration(record.get("train_seconds")),
+        **fine_tuned_from(record.get("init")),
         "checkpoint": checkpoint_choice(record),
         "export": f"ONNX opset {manifest.opset}, {manifest.exporter}; variants {', '.join(manifest.variants)}",
     }
@@ -118,6 +119,19 @@ def steps_and_epochs(record: dict[str, Any]) -> str:
     steps = f"{record['step']:,} steps" if record.get("step") is not None else f"steps {NOT_RECORDED}"
     epochs = f"{record['epochs']} epochs" if record.get("epochs") is not None else f"epochs {NOT_RECORDED}"
     return f"{steps}, {epochs}"
+
+
+def fine_tuned_from(parent: dict[str, Any] | None) -> dict[str, str]:
+    """Rows on the checkpoint a fine-tuned model started from (`run.init_from`); none for a model trained from
+    scratch."""
+    if not parent:
+        return {}
+    optim = (parent.get("train_config") or {}).get("optim")
+    return {
+        "fine-tuned from": f"`{parent['checkpoint']}`: {steps_and_epochs(parent)} before the steps above",
+        "its optimization": optimization(optim),
+        "its hardware and time": f"{parent.get('hardware') or NOT_RECORDED}, {duration(parent.get('train_seconds'))}",
+    }
 
 
 def optimization(optim: dict[str, Any] | None) -> str:
@@ -229,8 +243,15 @@ def reproduce(manifest: Manifest) -> str:
     if not command:
         return "## Reproduce\n\nNot recorded: this directory was not made by `python -m model pipeline`."
     libraries = ", ".join(f"{name} {version}" for name, version in manifest.libraries.items())
+    parent = manifest.training.get("init")
+    first = (
+        f"`run.init_from` is the checkpoint it was fine-tuned from; train that one first, with the configuration "
+        f"recorded in `manifest.json` (`training.init.train_config`), to step {parent.get('step')}. "
+        if parent
+        else ""
+    )
     return (
-        f"## Reproduce\n\n```bash\n{command}\n```\n\n"
+        f"## Reproduce\n\n```bash\n{command}\n```\n\n{first}"
         "It trains (or resumes) in the configuration's run directory, then exports, evaluates and writes this card. "
         f"Exported with {libraries}."
     )

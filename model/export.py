@@ -285,6 +285,7 @@ def training_record(state: dict[str, Any], model: Transformer, checkpoint: Path)
         "parameters": model.num_parameters(),
         "data": state.get("data"),
         "config": state.get("train_config"),
+        "init": state.get("init"),  # the checkpoint a fine-tuned model started from, and how it was trained
     }
 
 

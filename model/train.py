@@ -280,6 +280,7 @@ class Trainer:
             self._restore(resume_state)
         elif init_state:
             self._initialize(init_state, cfg.run.init_from)
+        self.parent = (resume_state or {}).get("init") or (init_state and parent_record(init_state, cfg.run.init_from))
         self.ddp = (
             DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             if self.dist.world_size > 1
@@ -375,6 +376,8 @@ class Trainer:
             "train_seconds": round(time.perf_counter() - self.started, 1),
             "hardware": describe_hardware(self.device, self.dist.world_size),
         }
+        if self.parent:
+            extra["init"] = self.parent
         if resumable:
             extra |= {
                 "position": vars(self.position).copy(),
@@ -522,6 +525,12 @@ class ThroughputMeter:
     @property
     def rate(self) -> float:
         return self.tokens / max(self.seconds, 1e-9)
+
+
+def parent_record(state: dict[str, Any], path: Path | None) -> dict[str, Any]:
+    """What a fine-tuned model's card says of the checkpoint it started from: how that one was trained."""
+    keys = ("step", "epochs", "train_seconds", "hardware", "train_config")
+    return {"checkpoint": str(path), **{key: state.get(key) for key in keys}}
 
 
 def copy_atomically(source: Path, destination: Path) -> None:

@@ -179,6 +179,7 @@ def test_fine_tuning_starts_from_another_runs_weights_and_tokenizer(
     tuned = load_checkpoint(tmp_path / "tuned" / "last.pt")
     assert tuned["tokenizer_model"] == base["tokenizer_model"]
     assert tuned["position"]["step"] == 2  # a schedule of its own, not the base run's
+    assert tuned["init"]["step"] == 6 and tuned["init"]["checkpoint"].endswith("last.pt")  # for the model card
     for name, tensor in base["model"].items():  # two steps at a negligible learning rate: still the base weights
         torch.testing.assert_close(tuned["model"][name], tensor, atol=1e-6, rtol=0)
 
