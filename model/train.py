@@ -280,7 +280,11 @@ class Trainer:
             self._restore(resume_state)
         elif init_state:
             self._initialize(init_state, cfg.run.init_from)
-        self.parent = (resume_state or {}).get("init") or (init_state and parent_record(init_state, cfg.run.init_from))
+        self.parent: dict[str, Any] | None = None  # how the checkpoint it was fine-tuned from was trained
+        if resume_state:
+            self.parent = resume_state.get("init")
+        elif init_state:
+            self.parent = parent_record(init_state, cfg.run.init_from)
         self.ddp = (
             DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             if self.dist.world_size > 1
