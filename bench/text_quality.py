@@ -1,8 +1,9 @@
 """Casing and the repeat guard on Multi30k test_2017_flickr, through the service's own text handling.
 
-Prints, for the model (greedy, or --beam-size): BLEU of normal-case input; of the same sentences in capitals, sent as they are
-and through the casing handling (detect, translate in sentence case, restore), both compared case-insensitively;
-and how many outputs repeat a word trigram, with the repeat guard off and at n-gram sizes 3 and 4.
+Prints, for the model (greedy, or --beam-size): BLEU of normal-case input; of the same sentences in capitals, sent
+as they are and through the casing handling (detect, translate in sentence case, restore), both compared
+case-insensitively; and how many outputs repeat a word trigram, with the repeat guard off and at n-gram sizes of
+3 and 4 words.
 
 Run: python -m bench.text_quality --model-dir models/en-fr [--beam-size 4]
 """
@@ -12,8 +13,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import re
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import sacrebleu

@@ -19,7 +19,7 @@ class DecodeOptions:
     max_length: int | None = None  # cap on target tokens; None -> the engine's a * source_length + b
     return_attention: bool = False
     attention_detail: bool = False  # every layer's and head's attention of the best hypothesis
-    no_repeat_ngram_size: int = 0  # block any repeat of an n-gram of this many target tokens; 0 = no blocking
+    no_repeat_ngram_size: int = 0  # block any repeat of an n-gram of this many target words; 0 = no blocking
 
 
 @dataclass

@@ -28,6 +28,7 @@ from service.attention.detail import AttentionDetail, Explainer
 from service.decoding.inplace import NGRAM_MARGIN, InPlaceDecoder
 from service.decoding.iobinding import CUDA, IoBoundDecoder, load_cuda_libraries
 from service.decoding.manifest import Manifest, ModelLoadError, read_manifest
+from service.decoding.repeat_guard import PieceWords, WordRepeatGuard
 from service.decoding.search import (
     BeamSearch,
     GreedySearch,
@@ -166,6 +167,7 @@ class Engine:
         self._explainer = explainer
         self._io_binding = self.provider == CUDA if io_binding is None else io_binding
         self._shortlist = shortlist
+        self._piece_words = _piece_words(tokenizer)
         self._check_graphs()
 
     @classmethod
@@ -357,7 +359,7 @@ class Engine:
                 options.length_penalty,
                 options.return_attention,
                 never=(ids.pad,),
-                no_repeat_ngram_size=options.no_repeat_ngram_size,
+                repeat_guard=self._repeat_guard(options),
             )
         return BeamSearch(
             lengths,
@@ -368,8 +370,12 @@ class Engine:
             options.length_penalty,
             options.return_attention,
             never=(ids.pad,),
-            no_repeat_ngram_size=options.no_repeat_ngram_size,
+            repeat_guard=self._repeat_guard(options),
         )
+
+    def _repeat_guard(self, options: DecodeOptions) -> WordRepeatGuard | None:
+        size = options.no_repeat_ngram_size
+        return WordRepeatGuard(self._piece_words, size) if size else None
 
     def max_lengths(self, source_tokens: Sequence[int], options: DecodeOptions) -> np.ndarray:
         """Steps allowed per sentence of these source token counts (eos included): the option's cap, else
@@ -477,6 +483,13 @@ def _shortlist_of(
     shortlist = Shortlist.load(model_dir / files.file, manifest.vocab_size, required=(ids.eos, ids.unk))
     session = open_session(model_dir / files.projections[variant], providers, intra_op_threads)
     return ShortlistProjection(shortlist, session)
+
+
+def _piece_words(tokenizer: spm.SentencePieceProcessor) -> PieceWords:
+    """The tokenizer's pieces for the repeat guard; control, unknown and byte pieces have no text."""
+    ids = range(tokenizer.get_piece_size())
+    special = {i for i in ids if tokenizer.is_control(i) or tokenizer.is_unknown(i) or tokenizer.is_byte(i)}
+    return PieceWords.of([tokenizer.id_to_piece(i) for i in ids], special)
 
 
 def _trimmed(attention: np.ndarray, target_length: int, source_length: int) -> np.ndarray:

@@ -48,6 +48,14 @@ class IncrementalDecoder(Protocol):
         ...
 
 
+class RepeatGuard(Protocol):
+    """Tokens a search must not choose because they would repeat what a row already wrote (see repeat_guard.py)."""
+
+    def blocked(self, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, tokens): each token blocked in a row of `history` (rows, tokens so far)."""
+        ...
+
+
 class OnePositionForAllRows:
     """A decoder whose graph takes one position for all its rows: rows that start later cannot join its calls."""
 
@@ -119,11 +127,11 @@ class GreedySearch:
         length_penalty: float = 1.0,
         return_attention: bool = False,
         never: Sequence[int] = (),
-        no_repeat_ngram_size: int = 0,
+        repeat_guard: RepeatGuard | None = None,
     ) -> None:
         batch, steps = len(max_lengths), int(np.max(max_lengths))
         self._forbidden = np.array([bos_id, *never], dtype=np.int64)
-        self._no_repeat = no_repeat_ngram_size
+        self._guard = repeat_guard
         self._eos, self._length_penalty, self._return_attention = eos_id, length_penalty, return_attention
         self._position = 0
         self._alive = np.arange(batch)  # sentence index of each decoder row
@@ -143,8 +151,8 @@ class GreedySearch:
 
     def advance(self, log_probs: StepScores, cross: np.ndarray | None) -> StepOutcome:
         position, alive = self._position, self._alive
-        history = self._emitted[alive, :position] if self._no_repeat else None
-        ids, scores = allowed_scores(log_probs, self._forbidden, history, self._no_repeat)
+        history = self._emitted[alive, :position] if self._guard is not None else None
+        ids, scores = allowed_scores(log_probs, self._forbidden, history, self._guard)
         best = scores.argmax(axis=-1)
         self._totals[alive] += scores[np.arange(len(alive)), best]
         tokens = best if ids is None else ids[np.arange(len(alive)), best]
@@ -195,11 +203,11 @@ class BeamSearch:
         length_penalty: float = 1.0,
         return_attention: bool = False,
         never: Sequence[int] = (),
-        no_repeat_ngram_size: int = 0,
+        repeat_guard: RepeatGuard | None = None,
     ) -> None:
         batch, k = len(max_lengths), beam_size
         self._forbidden = np.array([bos_id, *never], dtype=np.int64)
-        self._no_repeat = no_repeat_ngram_size
+        self._guard = repeat_guard
         self._k, self._n_best, self._eos = k, n_best, eos_id
         self._length_penalty, self._return_attention = length_penalty, return_attention
         self._max_lengths = np.asarray(max_lengths)
@@ -221,7 +229,7 @@ class BeamSearch:
 
     def advance(self, log_probs: StepScores, cross: np.ndarray | None) -> StepOutcome:
         k, alive, position = self._k, self._alive, self._position
-        ids, scores = allowed_scores(log_probs, self._forbidden, self._history, self._no_repeat)
+        ids, scores = allowed_scores(log_probs, self._forbidden, self._history, self._guard)
         # A sentence's 2K best continuations are among the 2K best tokens of each of its K rows: rank those.
         per_row = min(2 * k, scores.shape[-1])
         best = np.argpartition(scores, -per_row, axis=1)[:, -per_row:]  # (b*K, 2K)
@@ -281,45 +289,25 @@ class BeamSearch:
 
 
 def allowed_scores(
-    step: StepScores, forbidden: np.ndarray, history: np.ndarray | None, no_repeat_ngram_size: int
+    step: StepScores, forbidden: np.ndarray, history: np.ndarray | None, guard: RepeatGuard | None
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """A step's candidate ids (None: every word, by index) and their log-probabilities with the forbidden ids and
-    the repeated n-grams (given `history`, the tokens so far of each row) at -inf; dense log-probabilities are
-    changed in place."""
+    the tokens the repeat guard blocks (given `history`, the tokens so far of each row) at -inf; dense
+    log-probabilities are changed in place."""
+    blocked = guard.blocked(history) if guard is not None and history is not None else None
     if isinstance(step, Candidates):
         ids, scores = step.ids, step.log_probs
         for token in forbidden:  # a few ids: cheaper than np.isin
             scores[ids == token] = -np.inf
-        if no_repeat_ngram_size and history is not None:
-            rows, tokens = repeated_ngram_tokens(history, no_repeat_ngram_size)
+        if blocked is not None:
+            rows, tokens = blocked
             hit_rows, hit_columns = np.nonzero(ids[rows] == tokens[:, None])
             scores[rows[hit_rows], hit_columns] = -np.inf
         return ids, scores
     forbid(step, forbidden)
-    if no_repeat_ngram_size and history is not None:
-        block_repeated_ngrams(step, history, no_repeat_ngram_size)
+    if blocked is not None:
+        step[blocked] = -np.inf
     return None, step
-
-
-def repeated_ngram_tokens(history: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, tokens): each token that would repeat an n-gram of `size` (>= 2) tokens already in its row's
-    `history` (rows, steps so far)."""
-    steps, prefix = history.shape[1], size - 1  # prefix: the n-gram's tokens before its last one
-    if size < 2 or steps < size:
-        return np.zeros(0, np.intp), np.zeros(0, history.dtype)
-    starts = steps - prefix  # n-grams starting at 0 .. starts - 1 end before the last token
-    same = history[:, :starts] == history[:, starts, None]  # shifted slices: a few small numpy calls
-    for k in range(1, prefix):
-        same &= history[:, k : starts + k] == history[:, starts + k, None]
-    rows, starts_found = np.nonzero(same)
-    return rows, history[rows, starts_found + prefix]
-
-
-def block_repeated_ngrams(log_probs: np.ndarray, history: np.ndarray, size: int) -> None:
-    """Sets to -inf, in place, the log-probability of every token that would repeat an n-gram of `size` (>= 2)
-    tokens already in its row's `history` (rows, steps so far): the guard against output that loops."""
-    rows, tokens = repeated_ngram_tokens(history, size)
-    log_probs[rows, tokens] = -np.inf
 
 
 def forbid(log_probs: np.ndarray, ids: np.ndarray) -> None:
@@ -351,10 +339,10 @@ def greedy_search(
     length_penalty: float = 1.0,
     return_attention: bool = False,
     never: Sequence[int] = (),
-    no_repeat_ngram_size: int = 0,
+    repeat_guard: RepeatGuard | None = None,
 ) -> list[SearchResult]:
     """`GreedySearch` over a decoder holding one row per sentence; one result per sentence."""
-    search = GreedySearch(max_lengths, bos_id, eos_id, length_penalty, return_attention, never, no_repeat_ngram_size)
+    search = GreedySearch(max_lengths, bos_id, eos_id, length_penalty, return_attention, never, repeat_guard)
     return [found[0] for found in run_search(decoder, search, len(max_lengths))]
 
 
@@ -368,10 +356,10 @@ def beam_search(
     length_penalty: float = 1.0,
     return_attention: bool = False,
     never: Sequence[int] = (),
-    no_repeat_ngram_size: int = 0,
+    repeat_guard: RepeatGuard | None = None,
 ) -> list[list[SearchResult]]:
     """`BeamSearch` over a decoder holding `len(max_lengths) * beam_size` rows, sentence-major; n-best lists."""
     search = BeamSearch(
-        max_lengths, bos_id, eos_id, beam_size, n_best, length_penalty, return_attention, never, no_repeat_ngram_size
+        max_lengths, bos_id, eos_id, beam_size, n_best, length_penalty, return_attention, never, repeat_guard
     )
     return run_search(decoder, search, len(max_lengths))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from service.decoding.repeat_guard import PieceWords, WordRepeatGuard
 from service.decoding.search import Candidates, beam_search, greedy_search, length_normalized
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -177,7 +178,10 @@ def test_search_over_top_k_candidates_finds_what_it_finds_over_every_word(
     max_lengths = np.array([3, 14, 8, 11, 5])
     k = 2 * beam_size + 8
     dense, candidates = MarkovDecoder(tables, beam_size), TopKDecoder(tables, beam_size, k)
-    options = {"never": (PAD,), "no_repeat_ngram_size": no_repeat_ngram_size}
+    pieces = ["<pad>", "<unk>", "<s>", "</s>", *[("▁", "", ",▁")[i % 3] + "abcde"[i % 5] for i in range(36)]]
+    words = PieceWords.of(pieces, special={PAD, UNK, BOS, EOS})
+    guard = WordRepeatGuard(words, no_repeat_ngram_size) if no_repeat_ngram_size else None
+    options = {"never": (PAD,), "repeat_guard": guard}
     if beam_size == 1:
         expected = [[r] for r in greedy_search(dense, max_lengths, BOS, EOS, **options)]  # type: ignore[arg-type]
         found = [[r] for r in greedy_search(candidates, max_lengths, BOS, EOS, **options)]  # type: ignore[arg-type]
