@@ -204,8 +204,14 @@ class ModelScheduler:
             thread.join(timeout)
 
     def _work(self) -> None:
+        """Run tasks until stopped. A worker that ends a task takes the next one itself, under the same lock, and
+        wakes another worker only when work is left for it: a lone cohort's steps stay on one thread, with no
+        futile wake-up of the others at every step."""
+        ran = False
         while True:
             with self._lock:
+                if ran:
+                    self._busy -= 1
                 task = self._take()
                 while task is None and not self._stopped:
                     self._lock.wait(self._hold_s())
@@ -213,14 +219,13 @@ class ModelScheduler:
                 if task is None:
                     return
                 self._busy += 1
+                if self.waiting or self._ready:
+                    self._lock.notify()
             try:
                 task()
             except Exception:  # a bug here must not stop the worker
                 log.exception("scheduler of model %s failed", self.name)
-            finally:
-                with self._lock:
-                    self._busy -= 1
-                    self._lock.notify()
+            ran = True
 
     def _take(self) -> Callable[[], None] | None:
         """The next task (join, else step), or None; under the lock."""
