@@ -374,6 +374,7 @@ class Engine:
         )
 
     def _repeat_guard(self, options: DecodeOptions) -> WordRepeatGuard | None:
+        """A fresh guard for one search (it keeps each row's words between steps); None when the option is 0."""
         size = options.no_repeat_ngram_size
         return WordRepeatGuard(self._piece_words, size) if size else None
 
