@@ -61,10 +61,10 @@ class Written:
         end = OPEN_WORD.search(joined)
         open_word = end.group() if end else ""
         closed_before, closed = len(self.words) - bool(self.open_word), len(words) - bool(open_word)
-        follows = self.follows
-        if closed > max(closed_before, size - 1):
+        follows, first = self.follows, max(closed_before, size - 1)  # first: the first word that ends a new n-gram
+        if closed > first:
             follows = dict(follows)
-            for last in range(max(closed_before, size - 1), closed):
+            for last in range(first, closed):
                 context = words[last - size + 1 : last]
                 follows[context] = (*follows.get(context, ()), words[last])
         return Written(words, open_word, follows)
