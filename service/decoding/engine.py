@@ -26,6 +26,7 @@ from service.attention.detail import INPUTS as EXPLAIN_INPUTS
 from service.attention.detail import OUTPUTS as EXPLAIN_OUTPUTS
 from service.attention.detail import AttentionDetail, Explainer
 from service.decoding.inplace import NGRAM_MARGIN, InPlaceDecoder
+from service.decoding.int8 import EXACT_INT8_PRODUCTS, this_cpu_needs_exact_int8_products
 from service.decoding.iobinding import CUDA, IoBoundDecoder, load_cuda_libraries
 from service.decoding.manifest import Manifest, ModelLoadError, read_manifest
 from service.decoding.repeat_guard import PieceWords, WordRepeatGuard
@@ -537,20 +538,15 @@ def _use_global_thread_pool(intra_op_threads: int) -> None:
         )
 
 
-# x86 CPUs without VNNI (AVX2 and AVX-512 before it, e.g. AMD EPYC Rome and Milan) multiply u8 activations by s8
-# weights with an instruction that saturates pairs of products at 16 bits: the int8 graphs' products come out wrong
-# there (measured: errors up to 763 on a product of 32,677, on an emulated EPYC Rome). This setting has onnxruntime
-# turn the s8 weights into u8 at load time on those CPUs only (exact, somewhat slower); CPUs with VNNI are unchanged.
-EXACT_INT8_PRODUCTS = "session.x64quantprecision"
-
-
 def open_session(path: Path, providers: list[str], intra_op_threads: int = 0) -> ort.InferenceSession:
-    """An onnxruntime session as the engine runs it: global thread pool, every optimization, exact int8 products."""
+    """An onnxruntime session as the engine runs it: global thread pool, every optimization, exact int8 products
+    (service/decoding/int8.py)."""
     _use_global_thread_pool(intra_op_threads)
     options = ort.SessionOptions()
     options.use_per_session_threads = False  # the global pool
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry(EXACT_INT8_PRODUCTS, "1")
+    if this_cpu_needs_exact_int8_products():
+        options.add_session_config_entry(EXACT_INT8_PRODUCTS, "1")
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types and RuntimeError

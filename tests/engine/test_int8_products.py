@@ -1,4 +1,4 @@
-"""int8 products are exact on every x86 CPU, with or without VNNI (service.decoding.engine.EXACT_INT8_PRODUCTS)."""
+"""int8 products are exact on every x86 CPU, with or without VNNI (service/decoding/int8.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from service.decoding.engine import open_session
+from service.decoding.int8 import cpu_flags, needs_exact_int8_products
 
 K, N = 256, 64
 
@@ -46,3 +47,19 @@ def test_products_of_large_activations_and_weights_do_not_saturate(tmp_path: Pat
     scale = activations.max() / 255  # dynamic u8 quantization of non-negative values: zero point 0
     exact = np.clip(np.round(activations / scale), 0, 255) @ weights.astype(np.float64) * scale
     np.testing.assert_allclose(product, exact, atol=1e-2 * np.abs(exact).max() / 1e4)
+
+
+def test_only_cpus_without_vnni_get_the_slower_exact_path() -> None:
+    assert needs_exact_int8_products(frozenset({"avx2", "avx512f", "avx512bw"}))  # AMD EPYC Milan, Intel Skylake
+    assert not needs_exact_int8_products(frozenset({"avx2", "avx512f", "avx512_vnni"}))  # Cascade Lake, EPYC Genoa
+    assert not needs_exact_int8_products(frozenset({"avx2", "avx_vnni"}))  # Alder Lake
+    assert needs_exact_int8_products(None)  # flags unknown: the path that is always exact
+
+
+def test_cpu_flags_are_read_from_the_cpuinfo_flags_line(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 avx2 avx512_vnni\n\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "sse2", "avx2", "avx512_vnni"}
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd\n")  # an Arm CPU lists no x86 flags
+    assert cpu_flags(cpuinfo) is None
+    assert cpu_flags(tmp_path / "missing") is None
