@@ -206,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, default=Path("models/en-fr"))
     parser.add_argument("--checkpoint", type=Path, help="the checkpoint the model directory was exported from")
+    parser.add_argument(
+        "--without-pytorch", action="store_true", help="with --checkpoint: CTranslate2 only (a head-to-head)"
+    )
     parser.add_argument("--sentences", type=int, default=256, help="source sentences per measurement")
     parser.add_argument("--text-file", type=Path, help="sentences, one a line (default: Multi30k test)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 64])
@@ -231,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             import torch
 
             torch.set_num_threads(args.threads)
-        families["pytorch"] = torch_engines(args.checkpoint)
+        if not args.without_pytorch:
+            families["pytorch"] = torch_engines(args.checkpoint)
         families["ctranslate2"] = ctranslate2_engines(args.checkpoint, scratch)
     rows = run(families, sentences, args.batch_sizes, args.rounds, args.searches)
 

@@ -28,6 +28,7 @@ from service.attention.detail import AttentionDetail, Explainer
 from service.decoding.inplace import NGRAM_MARGIN, InPlaceDecoder
 from service.decoding.int8 import EXACT_INT8_PRODUCTS, this_cpu_needs_exact_int8_products
 from service.decoding.iobinding import CUDA, IoBoundDecoder, load_cuda_libraries
+from service.decoding.length_groups import length_groups
 from service.decoding.manifest import Manifest, ModelLoadError, read_manifest
 from service.decoding.repeat_guard import PieceWords, WordRepeatGuard
 from service.decoding.search import (
@@ -314,11 +315,8 @@ class Engine:
         with `beam_size` rows per sentence, or one count per sentence (the encoder runs once per sentence,
         not per beam)."""
         pad = self._manifest.special_ids.pad
-        ids = np.full((len(sources), max(map(len, sources))), pad, dtype=np.int64)
-        for row, source in enumerate(sources):
-            ids[row, : len(source)] = source
-        names = [o.name for o in self._encoder.get_outputs()]
-        memory = dict(zip(names, self._encoder.run(names, {"source_ids": ids}), strict=True))
+        ids = _padded(sources, pad)
+        memory = self._memory(sources, ids.shape[1])
         if self._runs_inplace(beam_size):
             capacity = int(self.max_lengths([len(s) for s in sources], DEFAULT_OPTIONS).max())
             top_k = min(2 * int(np.max(beam_size)) + NGRAM_MARGIN, self._manifest.vocab_size)
@@ -338,6 +336,22 @@ class Engine:
             )
         decoder = IoBoundDecoder if self._io_binding else OnnxIncrementalDecoder
         return decoder(self._decoders["concat"], memory, ids != pad, beam_size, return_attention)
+
+    def _memory(self, sources: Sequence[Sequence[int]], source_length: int) -> dict[str, np.ndarray]:
+        """The encoder's output for each sentence, name -> (B, H, source_length, D), zero past its length. On the
+        CPU the sentences are encoded in groups of similar length (service/decoding/length_groups.py)."""
+        names, pad = [o.name for o in self._encoder.get_outputs()], self._manifest.special_ids.pad
+        lengths = [len(s) for s in sources]
+        groups = length_groups(lengths) if self.provider == CPU else [np.arange(len(lengths))]  # a GPU: one call
+        memory: dict[str, np.ndarray] = {}
+        for group in groups:
+            outputs = self._encoder.run(names, {"source_ids": _padded([sources[int(i)] for i in group], pad)})
+            for name, output in zip(names, outputs, strict=True):
+                if name not in memory:
+                    _, heads, _, head_size = output.shape
+                    memory[name] = np.zeros((len(sources), heads, source_length, head_size), output.dtype)
+                memory[name][group, :, : output.shape[2]] = output
+        return memory
 
     def _runs_inplace(self, beam_size: int | np.ndarray) -> bool:
         """Whether a batch with these beam sizes runs the in-place graph ("auto": when it searches with beams)."""
@@ -492,6 +506,14 @@ def _piece_words(tokenizer: spm.SentencePieceProcessor) -> PieceWords:
     ids = range(tokenizer.get_piece_size())
     special = {i for i in ids if tokenizer.is_control(i) or tokenizer.is_unknown(i) or tokenizer.is_byte(i)}
     return PieceWords.of([tokenizer.id_to_piece(i) for i in ids], special)
+
+
+def _padded(sources: Sequence[Sequence[int]], pad: int) -> np.ndarray:
+    """Token-id sequences as one (B, longest) array, `pad` after each sequence's end."""
+    ids = np.full((len(sources), max(map(len, sources))), pad, dtype=np.int64)
+    for row, source in enumerate(sources):
+        ids[row, : len(source)] = source
+    return ids
 
 
 def _trimmed(attention: np.ndarray, target_length: int, source_length: int) -> np.ndarray:
