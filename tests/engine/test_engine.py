@@ -14,6 +14,7 @@ from model.model import Transformer, padding_mask
 from model.reference import TorchIncrementalDecoder, translate_ids
 from model.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from service.decoding.engine import Engine
+from service.decoding.length_groups import length_groups
 from service.decoding.search import Candidates, StepScores
 from service.types import DecodeOptions
 from tests.support.tiny import sentence_pairs, source_sentences
@@ -149,6 +150,18 @@ def test_batch_equals_one_by_one(engine: Engine, tokenizer: spm.SentencePiecePro
         if options.return_attention:
             assert alone.best.attention is not None and together.best.attention is not None
             np.testing.assert_allclose(alone.best.attention, together.best.attention, atol=1e-6)
+
+
+def test_texts_of_very_different_lengths_are_encoded_apart_and_translated_as_alone(engine: Engine) -> None:
+    short, long = source_sentences(2, seed=11)
+    texts = [short, " ".join([long] * 3), short.upper(), " ".join([long] * 2)]
+    assert len(length_groups([engine.count_tokens(t) for t in texts])) > 1  # more than one encoder call
+    options = DecodeOptions(return_attention=True)
+    for text, together in zip(texts, engine.translate(texts, options), strict=True):
+        alone = engine.translate([text], options)[0]
+        assert alone.best.token_ids == together.best.token_ids
+        assert alone.best.attention is not None and together.best.attention is not None
+        np.testing.assert_allclose(alone.best.attention, together.best.attention, atol=1e-6)
 
 
 def test_attention_matrix_covers_target_by_source_tokens(engine: Engine) -> None:
