@@ -314,11 +314,11 @@ class Engine:
         """Run the encoder on token-id sequences (each ending with eos) and return the decoder over them,
         with `beam_size` rows per sentence, or one count per sentence (the encoder runs once per sentence,
         not per beam)."""
-        pad = self._manifest.special_ids.pad
+        pad, lengths = self._manifest.special_ids.pad, [len(s) for s in sources]
         ids = _padded(sources, pad)
-        memory = self._memory(sources, ids.shape[1])
+        memory = self._memory(ids, lengths)
         if self._runs_inplace(beam_size):
-            capacity = int(self.max_lengths([len(s) for s in sources], DEFAULT_OPTIONS).max())
+            capacity = int(self.max_lengths(lengths, DEFAULT_OPTIONS).max())
             top_k = min(2 * int(np.max(beam_size)) + NGRAM_MARGIN, self._manifest.vocab_size)
             return InPlaceDecoder(self._decoders["inplace"], memory, ids != pad, beam_size, capacity, top_k)
         if self._shortlist is not None:
@@ -337,20 +337,20 @@ class Engine:
         decoder = IoBoundDecoder if self._io_binding else OnnxIncrementalDecoder
         return decoder(self._decoders["concat"], memory, ids != pad, beam_size, return_attention)
 
-    def _memory(self, sources: Sequence[Sequence[int]], source_length: int) -> dict[str, np.ndarray]:
-        """The encoder's output for each sentence, name -> (B, H, source_length, D), zero past its length. On the
-        CPU the sentences are encoded in groups of similar length (service/decoding/length_groups.py)."""
-        names, pad = [o.name for o in self._encoder.get_outputs()], self._manifest.special_ids.pad
-        lengths = [len(s) for s in sources]
+    def _memory(self, ids: np.ndarray, lengths: Sequence[int]) -> dict[str, np.ndarray]:
+        """The encoder's output for each row of `ids` (B, S), name -> (B, H, S, D), zero past each length. On the
+        CPU the rows are encoded in groups of similar length (service/decoding/length_groups.py)."""
+        names = [o.name for o in self._encoder.get_outputs()]
         groups = length_groups(lengths) if self.provider == CPU else [np.arange(len(lengths))]  # a GPU: one call
         memory: dict[str, np.ndarray] = {}
         for group in groups:
-            outputs = self._encoder.run(names, {"source_ids": _padded([sources[int(i)] for i in group], pad)})
+            longest = max(lengths[int(i)] for i in group)
+            outputs = self._encoder.run(names, {"source_ids": ids[group, :longest]})
             for name, output in zip(names, outputs, strict=True):
                 if name not in memory:
                     _, heads, _, head_size = output.shape
-                    memory[name] = np.zeros((len(sources), heads, source_length, head_size), output.dtype)
-                memory[name][group, :, : output.shape[2]] = output
+                    memory[name] = np.zeros((len(ids), heads, ids.shape[1], head_size), output.dtype)
+                memory[name][group, :, :longest] = output
         return memory
 
     def _runs_inplace(self, beam_size: int | np.ndarray) -> bool:
