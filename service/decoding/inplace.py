@@ -176,22 +176,19 @@ class InPlaceDecoder:
         if len(rows) == self.rows and (rows == np.arange(self.rows)).all():
             return
         self._behind = self._behind[rows]
-        blocks = rows.reshape(-1, width) if len(rows) % width == 0 else None
-        if blocks is None or not (blocks // width == blocks[:, :1] // width).all():
-            self._gather_rows(rows)
+        owners = rows.reshape(-1, width) // width if len(rows) % width == 0 else None  # (sentences, W)
+        if owners is None or not (owners == owners[:, :1]).all() or not _distinct(owners[:, 0]):
+            self._gather_rows(rows)  # a sentence split, or kept twice: its rows need keys/values of their own
             return
-        sentences = blocks[:, 0] // width
-        if len(np.unique(sentences)) < len(sentences):  # a sentence kept twice needs rows of its own
-            self._gather_rows(rows)
-            return
+        sentences = owners[:, 0]
         physical = self._physical[sentences]
-        beams = (blocks % width).astype(np.intp)
+        beams = rows.reshape(-1, width) % width  # (sentences, W): the beam each new beam continues
         past = self._indirection[physical, :, : self._slot]
-        self._indirection[physical, :, : self._slot] = np.take_along_axis(past, beams[:, :, None], axis=1)
+        self._indirection[physical, :, : self._slot] = past[np.arange(len(physical))[:, None], beams]
         if len(sentences) < self._sentences:
             self._physical = self._fill_holes(physical)
             self._bind_rows()
-        else:
+        elif not (physical == self._physical).all():
             self._physical = physical
             self._map_rows()
 
@@ -273,6 +270,11 @@ class InPlaceDecoder:
 def _own_beams(sentences: int, width: int, slots: int) -> np.ndarray:
     """A cache indirection where every row reads its own keys/values: (sentences, width, slots)."""
     return np.tile(np.arange(width, dtype=np.int32)[None, :, None], (sentences, 1, slots))
+
+
+def _distinct(sentences: np.ndarray) -> bool:
+    """Whether no sentence appears twice (sentences that stay keep their order: checked first, cheaply)."""
+    return bool((sentences[1:] > sentences[:-1]).all()) or len(np.unique(sentences)) == len(sentences)
 
 
 def _rows_of(sentences: np.ndarray, width: int) -> np.ndarray:

@@ -213,6 +213,7 @@ class BeamSearch:
         self._max_lengths = np.asarray(max_lengths)
         self._position = 0
         self._finished: list[list[SearchResult]] = [[] for _ in range(batch)]
+        self._found = np.zeros(batch, np.int64)  # finished hypotheses of each sentence
         self._alive = np.arange(batch)  # sentences still searching
         self._scores = np.tile(np.r_[0.0, np.full(k - 1, -np.inf)], (batch, 1))  # (b, K); step 1 expands beam 0
         self._history = np.zeros((batch * k, 0), dtype=np.int64)  # tokens so far of each row
@@ -229,41 +230,39 @@ class BeamSearch:
 
     def advance(self, log_probs: StepScores, cross: np.ndarray | None) -> StepOutcome:
         k, alive, position = self._k, self._alive, self._position
-        ids, scores = allowed_scores(log_probs, self._forbidden, self._history, self._guard)
-        # A sentence's 2K best continuations are among the 2K best tokens of each of its K rows: rank those.
-        per_row = min(2 * k, scores.shape[-1])
-        best = np.argpartition(scores, -per_row, axis=1)[:, -per_row:]  # (b*K, 2K)
-        row_tokens = best if ids is None else np.take_along_axis(ids, best, axis=1)
-        row_scores = self._scores.reshape(-1, 1) + np.take_along_axis(scores, best, axis=1)
-        candidates = row_scores.reshape(len(alive), k * per_row)  # (b, K*2K)
+        ids, scores = _row_candidates(*allowed_scores(log_probs, self._forbidden, self._history, self._guard), 2 * k)
+        per_row = scores.shape[1]
+        candidates = (self._scores.reshape(-1, 1) + scores).reshape(len(alive), k * per_row)  # (b, K*C)
         sentence = np.arange(len(alive))[:, None]  # (b, 1): indexes each sentence's own candidates
-        top = np.argsort(-candidates, axis=1)[:, : 2 * k]  # (b, 2K) best first
+        top = np.argsort(-candidates, axis=1, kind="stable")[:, : 2 * k]  # (b, 2K) best first
         top_scores = candidates[sentence, top]
         source_row = sentence * k + top // per_row  # decoder row of each candidate
-        top_tokens = row_tokens.reshape(len(alive), -1)[sentence, top]
+        top_tokens = ids.reshape(len(alive), -1)[sentence, top]
         if self._return_attention and cross is not None:
             steps = cross[:, None, :]
             history = self._attn_history
             self._attn_history = steps if history is None else np.concatenate([history, steps], axis=1)
         ends = top_tokens == self._eos
-        for b, j in zip(*np.nonzero(ends[:, :k]), strict=True):  # an eos among the K best finishes a hypothesis
-            row = source_row[b, j]
-            self._finish(alive[b], self._history[row], top_scores[b, j], row, position + 1, truncated=False)
-        order = np.argsort(ends, axis=1, kind="stable")[:, :k]  # the K best candidates that are not eos
-        next_rows = source_row[sentence, order]  # (b, K)
-        self._scores = top_scores[sentence, order]
-        self._tokens = top_tokens[sentence, order].reshape(-1)
-        self._history = np.concatenate([self._history[next_rows.reshape(-1)], self._tokens[:, None]], axis=1)
+        if ends.any():  # the K best candidates that are not eos go on; an eos among the K best finishes a hypothesis
+            for b, j in zip(*np.nonzero(ends[:, :k]), strict=True):
+                row = source_row[b, j]
+                self._finish(alive[b], self._history[row], top_scores[b, j], row, position + 1, truncated=False)
+            order = np.argsort(ends, axis=1, kind="stable")[:, :k]
+            next_rows, self._scores = source_row[sentence, order], top_scores[sentence, order]
+            self._tokens = top_tokens[sentence, order].reshape(-1)
+        else:
+            next_rows, self._scores, self._tokens = source_row[:, :k], top_scores[:, :k], top_tokens[:, :k].reshape(-1)
+        rows = next_rows.reshape(-1)
+        self._history = np.concatenate([self._history[rows], self._tokens[:, None]], axis=1)
         if self._attn_history is not None:
-            self._attn_history = self._attn_history[next_rows.reshape(-1)]
+            self._attn_history = self._attn_history[rows]
         self._position += 1
         at_limit = self._position >= self._max_lengths[alive]
         for b in np.flatnonzero(at_limit):  # out of room: the live beams end here, unfinished
             for j in range(k):
                 row = int(b) * k + j
                 self._finish(alive[b], self._history[row], self._scores[b, j], row, self._position, truncated=True)
-        done = at_limit | np.array([len(self._finished[s]) >= k for s in alive])
-        rows = next_rows.reshape(-1)
+        done = at_limit | (self._found[alive] >= k)
         if not done.any():
             return StepOutcome(rows)
         finished = {int(s): sorted(self._finished[s], key=lambda h: -h.score)[: self._n_best] for s in alive[done]}
@@ -285,7 +284,8 @@ class BeamSearch:
         """Record a hypothesis from a row's prefix; `length` counts the eos when it ends with one (not `truncated`)."""
         attention = None if self._attn_history is None else self._attn_history[row, : len(prefix)]
         score = float(length_normalized(total, length, self._length_penalty))
-        self._finished[sentence].append(SearchResult([int(t) for t in prefix], score, attention, truncated))
+        self._finished[sentence].append(SearchResult(prefix.tolist(), score, attention, truncated))
+        self._found[sentence] += 1
 
 
 def allowed_scores(
@@ -308,6 +308,17 @@ def allowed_scores(
     if blocked is not None:
         step[blocked] = -np.inf
     return None, step
+
+
+def _row_candidates(ids: np.ndarray | None, scores: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's candidate ids and scores (N, C): the decoder's top-k candidates as they are, or, from every
+    word's log-probabilities, the `count` best of each row (unordered: a sentence's 2K best continuations are
+    among the 2K best tokens of each of its K rows)."""
+    if ids is not None:
+        return ids, scores
+    count = min(count, scores.shape[-1])
+    best = np.argpartition(scores, -count, axis=1)[:, -count:]
+    return best, np.take_along_axis(scores, best, axis=1)
 
 
 def forbid(log_probs: np.ndarray, ids: np.ndarray) -> None:
