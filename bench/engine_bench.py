@@ -67,11 +67,12 @@ def onnxruntime_engines(
     return engines
 
 
-def translator(engine: Engine) -> Callable[[int], TranslateBatch]:
-    """For a beam size, a function translating a batch with `engine` and returning its target tokens."""
+def translator(engine: Engine, no_repeat_ngram_size: int = 0) -> Callable[[int], TranslateBatch]:
+    """For a beam size, a function translating a batch with `engine` and returning its target tokens (with the
+    repeat guard of this n-gram size: 0, none, as CTranslate2 runs here)."""
 
     def make(beam: int) -> TranslateBatch:
-        options = DecodeOptions(beam_size=beam)
+        options = DecodeOptions(beam_size=beam, no_repeat_ngram_size=no_repeat_ngram_size)
         return lambda texts: sum(len(t.best.token_ids) for t in engine.translate(texts, options))
 
     return make

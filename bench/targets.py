@@ -14,6 +14,8 @@
    `memory_samples_every` requests and "the RSS after n requests" is the median of the samples over
    the last 1,000 requests before n: noise averages out, growth does not.
 
+The offline engine decodes with the options the servers give these requests, which set none: the server's
+default repeat guard (MT_NO_REPEAT_NGRAM_SIZE, 3), so both sides do the same work.
 The servers and the offline engine all use onnxruntime intra_op_threads=--intra-op-threads (default 1:
 on 2 cores, one engine thread beside the event loop and the load generator beat the automatic setting).
 The load generator runs on the same machine and takes its share of the cores. Exit status 1 if a target
@@ -45,10 +47,12 @@ from bench.load import (
 )
 from bench.machine import benchmark_sentences, describe_machine
 from bench.server import ServerProcess
+from service.config import Settings
 from service.decoding.engine import CPU, Engine
 from service.decoding.manifest import read_manifest
 
 UNBATCHED = {"MT_MAX_BATCH_SIZE": "1"}
+SERVER_REPEAT_GUARD = Settings.model_fields["no_repeat_ngram_size"].default  # the servers run with defaults
 
 
 @dataclass(frozen=True)
@@ -147,10 +151,12 @@ def measure_online(plan: Plan, sentences: Sequence[str]) -> dict[str, Run]:
 
 def measure_offline(plan: Plan, sentences: Sequence[str], batch_size: int) -> Offline:
     """The engine's sentences/s at `batch_size` over all sentences, and its median time for one sentence over
-    the sentences the light-load run sent (after the same warm-up)."""
+    the sentences the light-load run sent (after the same warm-up), with the decode options the servers give
+    these requests (they set none: the server's default repeat guard)."""
     model_dir = plan.models_root / plan.model
     variant = read_manifest(model_dir).variant_for(CPU)  # what the server runs on CPU, with its decoder graphs
-    translate = translator(Engine.load(model_dir, intra_op_threads=plan.intra_op_threads, variant=variant))(1)
+    engine = Engine.load(model_dir, intra_op_threads=plan.intra_op_threads, variant=variant)
+    translate = translator(engine, SERVER_REPEAT_GUARD)(1)
     for sentence in sentences[: plan.warmup]:
         translate([sentence])
     lone = [*sentences[plan.warmup :], *sentences][: plan.light_requests]
@@ -233,7 +239,8 @@ def markdown(
         f"## Targets\n\n| target | verdict | measured | required | numbers |\n|---|---|---:|---|---|\n{rows}\n\n"
         f"## Offline engine\n\n{offline.sentences_per_s:.1f} sentences/s ({offline.target_tokens_per_s:.0f}"
         f" target tokens/s) at batch {offline.batch_size}; {offline.single_sentence_ms:.1f} ms median for one"
-        f" sentence.\n\n## Load runs\n\n{tables}\n"
+        f" sentence; greedy with the servers' default repeat guard ({SERVER_REPEAT_GUARD}-grams)."
+        f"\n\n## Load runs\n\n{tables}\n"
     )
 
 
