@@ -7,15 +7,17 @@
 2. Service overhead: at saturation (the batched run of 1.), sentences/s through gRPC are at least 85% of
    the engine's offline (Engine.translate in this process) at the server's observed mean batch size.
 3. Light load: the median latency of lone one-sentence requests (one client, one request after the other)
-   is at most 1.2x the engine's median time for one sentence, over the same sentences.
+   is at most 1.2x the engine's median time for one sentence, over the same sentences. Each request and
+   the engine's translation of its sentence (in this process) run one after the other, in alternating order,
+   so that both medians come from the same moments: this machine's speed drifts from minute to minute.
 4. Memory: the server's RSS after 20,000 requests (the batched run of 1.) is within 5% of its RSS after
    the first 1,000. The RSS of a busy server swings by a few percent from one moment to the next (the
    allocator takes and returns memory as batches come and go), so RSS is sampled every
    `memory_samples_every` requests and "the RSS after n requests" is the median of the samples over
    the last 1,000 requests before n: noise averages out, growth does not.
 
-The offline engine decodes with the options the servers give these requests, which set none: the server's
-default repeat guard (MT_NO_REPEAT_NGRAM_SIZE, 3), so both sides do the same work.
+The engine decodes with the options the servers give these requests, which set none: the server's default
+repeat guard (MT_NO_REPEAT_NGRAM_SIZE, 3), so both sides do the same work.
 The servers and the offline engine all use onnxruntime intra_op_threads=--intra-op-threads (default 1:
 on 2 cores, one engine thread beside the event loop and the load generator beat the automatic setting).
 The load generator runs on the same machine and takes its share of the cores. Exit status 1 if a target
@@ -47,6 +49,7 @@ from bench.load import (
 )
 from bench.machine import benchmark_sentences, describe_machine
 from bench.server import ServerProcess
+from service.client import TranslatorClient
 from service.config import Settings
 from service.decoding.engine import CPU, Engine
 from service.decoding.manifest import read_manifest
@@ -101,7 +104,15 @@ class Offline:
     batch_size: int
     sentences_per_s: float
     target_tokens_per_s: float
-    single_sentence_ms: float  # median
+
+
+@dataclass(frozen=True)
+class LoneRequests:
+    """Lone one-sentence requests to an idle server, each beside its sentence in the engine (see target 3)."""
+
+    requests: int
+    server_ms: float  # median, through gRPC
+    engine_ms: float  # median, Engine.translate in this process
 
 
 @dataclass(frozen=True)
@@ -122,8 +133,8 @@ class Verdict:
         return f"{self.status}  {self.target}: {self.measured:.3f} ({self.requirement}); {self.numbers}"
 
 
-def measure_online(plan: Plan, sentences: Sequence[str]) -> dict[str, Run]:
-    """Light load then saturation on a batching server; saturation on a server with batching off."""
+def measure_online(plan: Plan, sentences: Sequence[str], engine: Engine) -> tuple[LoneRequests, dict[str, Run]]:
+    """Lone requests then saturation on a batching server; saturation on a server with batching off."""
 
     def run(server: ServerProcess, settings: Mapping[str, str], title: str, concurrency: int, requests: int) -> Run:
         spec = LoadSpec(requests=requests, model=plan.model, warmup=plan.warmup, rss_every=plan.memory_samples_every)
@@ -132,8 +143,8 @@ def measure_online(plan: Plan, sentences: Sequence[str]) -> dict[str, Run]:
 
     batching, unbatched = plan.settings, plan.settings | UNBATCHED
     with ServerProcess(plan.models_root, batching) as server:
+        lone = measure_lone(server.address, translator(engine, SERVER_REPEAT_GUARD)(1), sentences, plan)
         runs = {
-            "light": run(server, batching, "Light load: one client", 1, plan.light_requests),
             "saturated": run(
                 server,
                 batching,
@@ -146,23 +157,33 @@ def measure_online(plan: Plan, sentences: Sequence[str]) -> dict[str, Run]:
         runs["unbatched"] = run(
             server, unbatched, "Saturation, batching off", plan.concurrency, plan.unbatched_requests
         )
-    return runs
+    return lone, runs
 
 
-def measure_offline(plan: Plan, sentences: Sequence[str], batch_size: int) -> Offline:
-    """The engine's sentences/s at `batch_size` over all sentences, and its median time for one sentence over
-    the sentences the light-load run sent (after the same warm-up), with the decode options the servers give
-    these requests (they set none: the server's default repeat guard)."""
-    model_dir = plan.models_root / plan.model
-    variant = read_manifest(model_dir).variant_for(CPU)  # what the server runs on CPU, with its decoder graphs
-    engine = Engine.load(model_dir, intra_op_threads=plan.intra_op_threads, variant=variant)
-    translate = translator(engine, SERVER_REPEAT_GUARD)(1)
-    for sentence in sentences[: plan.warmup]:
-        translate([sentence])
-    lone = [*sentences[plan.warmup :], *sentences][: plan.light_requests]
-    single_ms = statistics.median(_seconds(translate, [s]) for s in lone) * 1000
-    sentences_per_s, tokens_per_s = measure(translate, sentences, batch_size)
-    return Offline(variant, batch_size, sentences_per_s, tokens_per_s, single_ms)
+def measure_lone(address: str, translate: TranslateBatch, sentences: Sequence[str], plan: Plan) -> LoneRequests:
+    """One request after the other to the server at `address`, each beside the engine's translation of the same
+    sentence, which goes first in every other pair; after `plan.warmup` unmeasured pairs."""
+    with TranslatorClient(address) as client:
+
+        def request(texts: list[str]) -> int:
+            return len(client.translate(texts, model=plan.model).translations)
+
+        for sentence in sentences[: plan.warmup]:
+            request([sentence])
+            translate([sentence])
+        lone = [*sentences[plan.warmup :], *sentences][: plan.light_requests]
+        times: dict[TranslateBatch, list[float]] = {request: [], translate: []}
+        for i, sentence in enumerate(lone):
+            for call in (request, translate) if i % 2 == 0 else (translate, request):
+                times[call].append(_seconds(call, [sentence]))
+    server_ms, engine_ms = (statistics.median(times[call]) * 1000 for call in (request, translate))
+    return LoneRequests(len(lone), server_ms, engine_ms)
+
+
+def measure_offline(engine: Engine, variant: str, sentences: Sequence[str], batch_size: int) -> Offline:
+    """The engine's sentences/s at `batch_size` over all sentences, with the servers' default repeat guard."""
+    sentences_per_s, tokens_per_s = measure(translator(engine, SERVER_REPEAT_GUARD)(1), sentences, batch_size)
+    return Offline(variant, batch_size, sentences_per_s, tokens_per_s)
 
 
 def _seconds(translate: TranslateBatch, texts: list[str]) -> float:
@@ -171,15 +192,14 @@ def _seconds(translate: TranslateBatch, texts: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def judge(runs: Mapping[str, Run], offline: Offline, plan: Plan) -> list[Verdict]:
+def judge(lone: LoneRequests, runs: Mapping[str, Run], offline: Offline, plan: Plan) -> list[Verdict]:
     """The four targets, each a ratio against its bounds (inclusive)."""
-    light, saturated, unbatched = (runs[k].result for k in ("light", "saturated", "unbatched"))
+    saturated, unbatched = (runs[k].result for k in ("saturated", "unbatched"))
     batched, alone = saturated.sentences_per_s, unbatched.sentences_per_s
-    lone_ms = light.latency_ms["p50"]
     reference = rss_after(saturated.rss_mib_by_requests, plan.memory_baseline, plan.memory_baseline)
     end = rss_after(saturated.rss_mib_by_requests, saturated.requests, plan.memory_baseline)
     speedup, share = batched / alone, batched / offline.sentences_per_s
-    slowdown, growth = lone_ms / offline.single_sentence_ms, end / reference
+    slowdown, growth = lone.server_ms / lone.engine_ms, end / reference
     return [
         Verdict(
             "dynamic batching",
@@ -201,7 +221,8 @@ def judge(runs: Mapping[str, Run], offline: Offline, plan: Plan) -> list[Verdict
             slowdown,
             "<= 1.2",
             slowdown <= 1.2,
-            f"median {lone_ms:.1f} ms per lone request vs {offline.single_sentence_ms:.1f} ms per sentence offline",
+            f"median {lone.server_ms:.1f} ms per lone request vs {lone.engine_ms:.1f} ms per sentence in the engine,"
+            f" alternating, {lone.requests} sentences",
         ),
         Verdict(
             "memory",
@@ -220,7 +241,11 @@ def rss_after(samples: Sequence[tuple[int, float]], requests: int, window: int) 
 
 
 def markdown(
-    plan: Plan, report: Mapping[str, Any], runs: Mapping[str, Run], offline: Offline, verdicts: Sequence[Verdict]
+    plan: Plan,
+    report: Mapping[str, Any],
+    runs: Mapping[str, Run],
+    offline: Offline,
+    verdicts: Sequence[Verdict],
 ) -> str:
     """The report: what ran, on what, the verdicts, the offline engine and the load runs."""
     machine = "\n".join(f"- {key}: {value}" for key, value in report["machine"].items() if key != "summary")
@@ -238,8 +263,8 @@ def markdown(
         f"\n\n```\n{report['command']}\n```\n\n## Machine\n\n{machine}\n\n"
         f"## Targets\n\n| target | verdict | measured | required | numbers |\n|---|---|---:|---|---|\n{rows}\n\n"
         f"## Offline engine\n\n{offline.sentences_per_s:.1f} sentences/s ({offline.target_tokens_per_s:.0f}"
-        f" target tokens/s) at batch {offline.batch_size}; {offline.single_sentence_ms:.1f} ms median for one"
-        f" sentence; greedy with the servers' default repeat guard ({SERVER_REPEAT_GUARD}-grams)."
+        f" target tokens/s) at batch {offline.batch_size}, greedy with the servers' default repeat guard"
+        f" ({SERVER_REPEAT_GUARD}-grams)."
         f"\n\n## Load runs\n\n{tables}\n"
     )
 
@@ -276,10 +301,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < plan.memory_samples_every <= plan.memory_baseline:
         raise SystemExit("--memory-samples-every must be between 1 and --memory-baseline")
     sentences = benchmark_sentences(plan.models_root / plan.model, plan.text_file, CORPUS_SENTENCES)
-    runs = measure_online(plan, sentences)
+    model_dir = plan.models_root / plan.model
+    variant = read_manifest(model_dir).variant_for(CPU)  # what the server runs on CPU, with its decoder graphs
+    engine = Engine.load(model_dir, intra_op_threads=plan.intra_op_threads, variant=variant)
+    lone, runs = measure_online(plan, sentences, engine)
     mean_batch = runs["saturated"].result.server_mean_batch_size or 1.0
-    offline = measure_offline(plan, sentences, max(1, round(mean_batch)))
-    verdicts = judge(runs, offline, plan)
+    offline = measure_offline(engine, variant, sentences, max(1, round(mean_batch)))
+    verdicts = judge(lone, runs, offline, plan)
     report = {
         "command": shlex.join(["python", "-m", "bench.targets", *argv]),
         "machine": describe_machine(),
@@ -287,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "server_settings": plan.settings,
         "sentences": len(sentences),
         "verdicts": [asdict(v) for v in verdicts],
+        "lone_requests": asdict(lone),
         "offline": asdict(offline),
         "online": {key: asdict(run) for key, run in runs.items()},
     }

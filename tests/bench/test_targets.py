@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.load import LevelResult
-from bench.targets import Offline, Plan, Run, judge, main, rss_after
+from bench.targets import LoneRequests, Offline, Plan, Run, judge, main, rss_after
 from tests.support.tiny import write_source_sentences
 
 
@@ -33,18 +33,22 @@ def level(sentences_per_s: float, p50_ms: float = 10.0, rss: list[tuple[int, flo
     )
 
 
-def runs(batched: float, unbatched: float, lone_ms: float, rss_end: float) -> dict[str, Run]:
+def runs(batched: float, unbatched: float, rss_end: float) -> dict[str, Run]:
     rss = [(1000, 200.0), (2000, 205.0), (3000, rss_end)]
-    results = {"light": level(50, lone_ms), "saturated": level(batched, rss=rss), "unbatched": level(unbatched)}
+    results = {"saturated": level(batched, rss=rss), "unbatched": level(unbatched)}
     return {key: Run(key, "python -m bench.load ...", result) for key, result in results.items()}
 
 
+def lone(server_ms: float) -> LoneRequests:
+    return LoneRequests(300, server_ms, engine_ms=20.0)
+
+
 PLAN = Plan(Path("models"), "en-fr", saturation_requests=3000)
-OFFLINE = Offline("int8", 31, sentences_per_s=100.0, target_tokens_per_s=1000.0, single_sentence_ms=20.0)
+OFFLINE = Offline("int8", 31, sentences_per_s=100.0, target_tokens_per_s=1000.0)
 
 
 def test_every_target_passes_on_its_boundary() -> None:
-    verdicts = judge(runs(batched=85.0, unbatched=21.25, lone_ms=24.0, rss_end=210.0), OFFLINE, PLAN)
+    verdicts = judge(lone(24.0), runs(batched=85.0, unbatched=21.25, rss_end=210.0), OFFLINE, PLAN)
     assert [v.target for v in verdicts] == ["dynamic batching", "service overhead", "light load", "memory"]
     assert [v.measured for v in verdicts] == pytest.approx([4.0, 0.85, 1.2, 1.05])
     assert all(v.passed for v in verdicts)
@@ -54,10 +58,10 @@ def test_every_target_passes_on_its_boundary() -> None:
 
 
 def test_every_target_fails_past_its_bound() -> None:
-    verdicts = judge(runs(batched=84.0, unbatched=21.25, lone_ms=24.5, rss_end=211.0), OFFLINE, PLAN)
+    verdicts = judge(lone(24.5), runs(batched=84.0, unbatched=21.25, rss_end=211.0), OFFLINE, PLAN)
     assert [v.status for v in verdicts] == ["FAIL"] * 4
     assert verdicts[0].line().startswith("FAIL  dynamic batching: 3.953 (>= 4); 84.0 sentences/s batched")
-    shrunk = judge(runs(batched=85.0, unbatched=20.0, lone_ms=20.0, rss_end=189.0), OFFLINE, PLAN)
+    shrunk = judge(lone(20.0), runs(batched=85.0, unbatched=20.0, rss_end=189.0), OFFLINE, PLAN)
     assert [v.passed for v in shrunk] == [True, True, True, False]
 
 
@@ -91,12 +95,13 @@ def test_tiny_run_writes_verdicts_and_reports(tiny_model_dir: Path, tmp_path: Pa
     assert [v["target"] for v in report["verdicts"]] == ["dynamic batching", "service overhead", "light load", "memory"]
     assert report["server_settings"] == {"MT_INTRA_OP_THREADS": "1"}
     online = report["online"]
-    assert [online[k]["result"]["requests"] for k in ("light", "saturated", "unbatched")] == [10, 80, 20]
+    assert [online[k]["result"]["requests"] for k in ("saturated", "unbatched")] == [80, 20]
+    assert report["lone_requests"]["requests"] == 10
     assert all(not online[k]["result"]["errors"] for k in online)
     assert online["unbatched"]["result"]["server_mean_batch_size"] == 1.0
     assert [n for n, _ in online["saturated"]["result"]["rss_mib_by_requests"]] == [20, 40, 60, 80]
     assert report["offline"]["variant"] == "int8" and report["offline"]["batch_size"] >= 1
     text = (output / "targets.md").read_text()
     assert report["machine"]["cpu"] in text and report["command"] in text
-    assert text.count("python -m bench.load") == 3  # one command per run
-    assert text.count(f"--text-file {text_file}") == 1 + 3
+    assert text.count("python -m bench.load") == 2  # one command per load run
+    assert text.count(f"--text-file {text_file}") == 1 + 2
