@@ -143,45 +143,44 @@ class Cohort:
 
     def drop_gone(self) -> list[Sentence]:
         """Removes the rows of sentences whose request is gone; returns those sentences."""
+        gone = [[i for i in g.live if g.sentences[i].owner.gone] for g in self._groups]
+        if not any(gone):
+            return []
+        counts = [g.search.rows for g in self._groups]
         dropped: list[Sentence] = []
-        blocks = []
-        offset = 0
-        for group in self._groups:
-            gone = [i for i in group.live if group.sentences[i].owner.gone]
-            rows = group.search.rows
-            if gone:
-                group.live.difference_update(gone)
-                dropped.extend(group.sentences[i] for i in gone)
-                blocks.append(offset + group.search.drop(np.array(gone)))
-            else:
-                blocks.append(offset + np.arange(rows))
-            offset += rows
-        if dropped and self.rows:
-            self._cache.select(np.concatenate(blocks))
+        kept: list[np.ndarray | None] = []
+        for group, leaving in zip(self._groups, gone, strict=True):
+            group.live.difference_update(leaving)
+            dropped.extend(group.sentences[i] for i in leaving)
+            kept.append(group.search.drop(np.array(leaving)) if leaving else None)
+        if self.rows:
+            self._cache.select(_cache_rows(counts, kept))
         self._groups = [g for g in self._groups if g.search.rows]  # a finished search takes no more steps
         return dropped
 
     def step(self) -> list[tuple[Sentence, Translation]]:
         """One decoder call over all rows; returns the sentences that finished, with their translations."""
-        tokens = np.concatenate([g.search.tokens for g in self._groups])
+        groups = self._groups
+        tokens = groups[0].search.tokens if len(groups) == 1 else np.concatenate([g.search.tokens for g in groups])
         log_probs, cross = self._cache.step(tokens, self.position)
         self.position += 1
+        counts = [g.search.rows for g in groups]
         finished: list[tuple[Sentence, Translation]] = []
-        blocks, changed, offset = [], False, 0
-        for group in self._groups:
-            rows = group.search.rows
+        kept: list[np.ndarray | None] = []
+        offset = 0
+        for group, rows in zip(groups, counts, strict=True):
             block = slice(offset, offset + rows)
             attention = None if cross is None else cross[block, : group.source_width]
             outcome = group.search.advance(log_probs[block], attention)
-            changed |= outcome.rows is not None
-            blocks.append(offset + (np.arange(rows) if outcome.rows is None else outcome.rows))
+            kept.append(outcome.rows)
             offset += rows
             for i, found in outcome.finished.items():
                 group.live.discard(i)
                 finished.append((group.sentences[i], self._translation(group, group.sentences[i], found)))
-        if changed and self.rows:
-            self._cache.select(np.concatenate(blocks))
-        self._groups = [g for g in self._groups if g.search.rows]
+        if any(rows is not None for rows in kept) and self.rows:
+            self._cache.select(_cache_rows(counts, kept))
+        if finished:
+            self._groups = [g for g in groups if g.search.rows]
         return finished
 
     def _translation(self, group: _Group, sentence: Sentence, found: list[SearchResult]) -> Translation:
@@ -189,6 +188,16 @@ class Cohort:
         decode = time.perf_counter() - group.started
         translation.timings = StageTimings(tokenize=sentence.tokenize_s, encode=group.encode_s, decode=decode)
         return translation
+
+
+def _cache_rows(counts: list[int], kept: list[np.ndarray | None]) -> np.ndarray:
+    """The cache rows to keep: each group's block of rows (`counts`, in order) reduced to the rows its search keeps
+    (indices into the block; None: all, unchanged)."""
+    blocks, offset = [], 0
+    for count, rows in zip(counts, kept, strict=True):
+        blocks.append(offset + (np.arange(count) if rows is None else rows))
+        offset += count
+    return np.concatenate(blocks)
 
 
 def _option_key(options: DecodeOptions) -> tuple[object, ...]:

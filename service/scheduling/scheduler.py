@@ -264,8 +264,10 @@ class ModelScheduler:
         """Whether fresh cohorts of this beam size merge: their caches can, and there is a running cohort of
         that beam size for every worker (with fewer, a fresh cohort runs by itself, so that every worker has
         a buffer to step). Under the lock."""
+        if not self.backend.merges(beam_size):
+            return False
         running = [c for c in [*self._ready, *self._stepping] if c.beam_size == beam_size and not c.fresh]
-        return self.backend.merges(beam_size) and len([c for c in running if not c.alone]) >= self.limits.workers
+        return len([c for c in running if not c.alone]) >= self.limits.workers
 
     def _hosts_busy(self, beam_size: int) -> bool:
         """Whether fresh cohorts of this beam size wait to merge: they merge, and every running cohort of that
