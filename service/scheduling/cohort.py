@@ -114,7 +114,7 @@ class Cohort:
         self.start_rows = self.rows
         self.beam_size = max(s.rows for s in sentences)
         self.alone = False  # set when it could not merge into another cohort: it steps by itself
-        self.served = 0.0  # decoder seconds per sentence it has had, set and counted by the scheduler
+        self.served = 0.0  # decoder rows per sentence it has had (steps x beams), set and counted by the scheduler
         encode_s = time.perf_counter() - started
         for group in self._groups:
             group.encode_s = encode_s

@@ -14,13 +14,16 @@ A worker repeatedly takes one task under the model's lock and runs it outside th
   hold no rows yet (a lone sentence never waits for a heavy request's cohorts to end). A join happens at
   once on an idle model, and under load once the joining sentences fill a cohort or the oldest has waited
   `max_queue_delay`; while all cohort slots are taken, waiting sentences gather and join together.
-* **Step**: one decoder call of the cohort that has had the least decoder time per sentence so far (a
-  fair share per sentence: a cohort of many short requests steps more often than one of a few long beam
-  searches, and a new cohort steps first). Before the call, cohorts of its beam size that joined and have
-  not stepped yet merge into it where the caches allow (cohort.py): a fresh cohort whose turn comes first
-  joins a running one, and one whose running cohorts are all being stepped waits for one rather than
-  stepping by itself, once there is one running cohort of its beam size per worker (one buffer for each
-  worker to step). The rows of cancelled and expired requests leave before the call; after it, finished sentences
+* **Step**: one decoder call of the cohort whose sentences have had the fewest decoder rows so far (each
+  step gives each of its sentences as many rows as its beams: a greedy cohort steps four times as often as
+  a beam-4 one, and a new cohort steps first). Rows, not seconds: a step of one row costs more seconds per
+  sentence than a step of many, so counted in seconds the last long sentence of a cohort fell behind every
+  fuller cohort (single sentences' p99 under mixed load twice what it is counted in rows, at the same
+  throughput; README, scheduling). Before the call, cohorts of its beam size that joined and have not
+  stepped yet merge into it where the caches allow (cohort.py): a fresh cohort whose turn comes first joins
+  a running one, and one whose running cohorts are all being stepped waits for one rather than stepping by
+  itself, once there is one running cohort of its beam size per worker (one buffer for each worker to
+  step). The rows of cancelled and expired requests leave before the call; after it, finished sentences
   leave and their results go to their requests at once. Each join (encoder call) and step counts as one
   model call in mt_batch_inference_seconds, so its rate of sums stays the model's busy time.
 
@@ -389,7 +392,7 @@ class ModelScheduler:
                 del self._stepping[cohort]
                 self._leave(members, "failed", exc)
             return
-        cohort.served += seconds / len(members)
+        cohort.served += cohort.beam_size  # the rows each of its sentences had in this step
         if len(merging) > len(refused):
             self.metrics.cohort_merges.labels(self.name).inc(len(merging) - len(refused))
         self.series.decoder_steps.inc()

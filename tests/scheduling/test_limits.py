@@ -10,7 +10,7 @@ from service.decoding.engine import Engine
 from service.scheduling import Scheduler, SchedulerLimits
 from service.scheduling.batcher import BatchKey, Item
 from service.scheduling.budget import BudgetExceeded
-from service.scheduling.cohort import Sentence
+from service.scheduling.cohort import Cohort, Sentence
 from service.scheduling.scheduler import ModelScheduler, Ticket
 from service.telemetry.metrics import Metrics
 from service.types import DecodeOptions
@@ -99,3 +99,30 @@ def test_a_join_takes_one_beam_size_and_a_merging_join_needs_no_cohort_slot(engi
     assert asyncio.run(run()) == [[3, 3], [], [3]]
     assert value(metrics, "mt_cohort_merges_total", model="en-fr") == 1
     assert value(metrics, "mt_decoder_steps_total", model="en-fr") == 1
+
+
+def test_a_step_counts_the_rows_of_its_sentences_not_its_seconds(engine: Engine) -> None:
+    """Cohorts take turns by rows per sentence so far: a cohort down to its last sentence is charged per step what
+    a full one is (in seconds its one-row steps cost more per sentence, and it fell behind), a beam-4 cohort four
+    times as much."""
+    limits = SchedulerLimits(workers=0)  # no worker: steps are run here
+
+    async def run() -> list[float]:
+        model = ModelScheduler("en-fr", engine, limits, Metrics())
+
+        def cohort(options: DecodeOptions, texts: list[str]) -> Cohort:
+            return Cohort(engine, [Sentence(Ticket(1, None), 0, engine.source_ids(t), options) for t in texts])
+
+        cohorts = [
+            cohort(DecodeOptions(), TEXTS[:1]),
+            cohort(DecodeOptions(), TEXTS),
+            cohort(DecodeOptions(beam_size=4), TEXTS[:3]),
+        ]
+        model._ready.extend(cohorts)
+        for _ in cohorts:  # all at 0 rows so far: each steps once, whatever one step costs
+            step = model._take()
+            assert step is not None
+            step()
+        return [c.served for c in cohorts]
+
+    assert asyncio.run(run()) == [1, 1, 4]
