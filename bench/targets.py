@@ -241,11 +241,7 @@ def rss_after(samples: Sequence[tuple[int, float]], requests: int, window: int) 
 
 
 def markdown(
-    plan: Plan,
-    report: Mapping[str, Any],
-    runs: Mapping[str, Run],
-    offline: Offline,
-    verdicts: Sequence[Verdict],
+    plan: Plan, report: Mapping[str, Any], runs: Mapping[str, Run], offline: Offline, verdicts: Sequence[Verdict]
 ) -> str:
     """The report: what ran, on what, the verdicts, the offline engine and the load runs."""
     machine = "\n".join(f"- {key}: {value}" for key, value in report["machine"].items() if key != "summary")

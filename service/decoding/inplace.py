@@ -176,13 +176,17 @@ class InPlaceDecoder:
         if len(rows) == self.rows and (rows == np.arange(self.rows)).all():
             return
         self._behind = self._behind[rows]
-        owners = rows.reshape(-1, width) // width if len(rows) % width == 0 else None  # (sentences, W)
-        if owners is None or not (owners == owners[:, :1]).all() or not _distinct(owners[:, 0]):
-            self._gather_rows(rows)  # a sentence split, or kept twice: its rows need keys/values of their own
+        if len(rows) % width:  # a sentence split: its rows need keys/values of their own
+            self._gather_rows(rows)
+            return
+        blocks = rows.reshape(-1, width)  # (sentences, W)
+        owners = blocks // width
+        if not (owners == owners[:, :1]).all() or not _distinct(owners[:, 0]):
+            self._gather_rows(rows)  # a sentence split, or kept twice
             return
         sentences = owners[:, 0]
         physical = self._physical[sentences]
-        beams = rows.reshape(-1, width) % width  # (sentences, W): the beam each new beam continues
+        beams = blocks % width  # (sentences, W): the beam each new beam continues
         past = self._indirection[physical, :, : self._slot]
         self._indirection[physical, :, : self._slot] = past[np.arange(len(physical))[:, None], beams]
         if len(sentences) < self._sentences:
